@@ -1,0 +1,71 @@
+//! Walker2d-v5: walk forward; reward = x velocity + 1 (while healthy) - 1e-3 |a|^2; terminates
+//! when the torso height leaves (0.8, 2.0) or its angle leaves (-1, 1).
+
+use rand_chacha::ChaCha8Rng;
+
+use super::{Task, add_uniform_noise, put, put_clipped, sum_of_squares, velocity};
+use crate::mujoco::Sim;
+use crate::{MAX_REWARD_TERMS, SimError};
+
+const FORWARD_REWARD_WEIGHT: f64 = 1.0;
+const CTRL_COST_WEIGHT: f64 = 1e-3;
+const HEALTHY_REWARD: f64 = 1.0;
+const HEALTHY_Z_RANGE: (f64, f64) = (0.8, 2.0);
+const HEALTHY_ANGLE_RANGE: (f64, f64) = (-1.0, 1.0);
+const RESET_NOISE_SCALE: f64 = 5e-3;
+const OBS_VELOCITY_LIMIT: f64 = 10.0;
+
+pub(crate) struct Walker2d;
+
+fn is_healthy(sim: &Sim) -> bool {
+    let (z, angle) = (sim.qpos()[1], sim.qpos()[2]);
+    HEALTHY_Z_RANGE.0 < z
+        && z < HEALTHY_Z_RANGE.1
+        && HEALTHY_ANGLE_RANGE.0 < angle
+        && angle < HEALTHY_ANGLE_RANGE.1
+}
+
+impl Task for Walker2d {
+    const NAME: &'static str = "Walker2d-v5";
+    /// v5 uses the model with symmetric feet friction.
+    const MODEL_FILE: &'static str = "walker2d_v5.xml";
+    const FRAME_SKIP: u32 = 4;
+    const MAX_EPISODE_STEPS: u32 = 1000;
+    const USES_CONTACT_FORCES: bool = false;
+    const REWARD_TERMS: &'static [&'static str] =
+        &["reward_forward", "reward_ctrl", "reward_survive"];
+
+    fn new(_sim: &Sim) -> Result<Self, SimError> {
+        Ok(Self)
+    }
+
+    /// qpos without the x position, then qvel clipped to [-10, 10].
+    fn obs_dim(sim: &Sim) -> usize {
+        sim.nq() - 1 + sim.nv()
+    }
+
+    fn write_obs(&self, sim: &Sim, obs: &mut [f64]) {
+        let rest = put(obs, &sim.qpos()[1..]);
+        put_clipped(rest, sim.qvel(), OBS_VELOCITY_LIMIT);
+    }
+
+    fn step(&mut self, sim: &mut Sim, action: &[f64]) -> (f64, bool, [f64; MAX_REWARD_TERMS]) {
+        let x_before = sim.qpos()[0];
+        sim.do_simulation(action);
+        let forward_reward = FORWARD_REWARD_WEIGHT * velocity(x_before, sim.qpos()[0], sim.dt_s());
+        let healthy = is_healthy(sim);
+        let healthy_reward = if healthy { HEALTHY_REWARD } else { 0.0 };
+        let ctrl_cost = CTRL_COST_WEIGHT * sum_of_squares(action);
+        let reward = forward_reward + healthy_reward - ctrl_cost;
+        (
+            reward,
+            !healthy,
+            [forward_reward, -ctrl_cost, healthy_reward, 0.0],
+        )
+    }
+
+    fn reset_state(&mut self, rng: &mut ChaCha8Rng, qpos: &mut [f64], qvel: &mut [f64]) {
+        add_uniform_noise(rng, qpos, RESET_NOISE_SCALE);
+        add_uniform_noise(rng, qvel, RESET_NOISE_SCALE);
+    }
+}
