@@ -1,5 +1,5 @@
-//! The `sdac` binary links MuJoCo (through sdac-sim): point its rpath at the library folder
-//! that `.cargo/config.toml` names, so it runs without LD_LIBRARY_PATH.
+// The `sdac` binary links MuJoCo (through sdac-sim): point its rpath at the library folder
+// that `.cargo/config.toml` names, so it runs without LD_LIBRARY_PATH.
 
 fn main() {
     println!("cargo::rerun-if-env-changed=MUJOCO_DYNAMIC_LINK_DIR");

@@ -67,7 +67,7 @@ pub enum SimError {
         message: String,
     },
 
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -55,20 +55,20 @@ pub fn parse_table(
         .split(',')
         .map(|h| h.trim().to_owned())
         .collect();
-    if let Some(expected) = expected_header {
-        if header != expected {
-            return Err(csv_error(
-                path,
-                1,
-                format!(
-                    "header has {} columns `{}`, expected {} columns `{}`",
-                    header.len(),
-                    abbreviate(&header),
-                    expected.len(),
-                    abbreviate(expected)
-                ),
-            ));
-        }
+    if let Some(expected) = expected_header
+        && header != expected
+    {
+        return Err(csv_error(
+            path,
+            1,
+            format!(
+                "header has {} columns `{}`, expected {} columns `{}`",
+                header.len(),
+                abbreviate(&header),
+                expected.len(),
+                abbreviate(expected)
+            ),
+        ));
     }
     let mut rows = Vec::new();
     for (index, line) in lines {
@@ -151,6 +151,12 @@ pub fn read_actions(path: &Path, env: &dyn Env) -> Result<Vec<Vec<f64>>, SimErro
     let table = parse_table(path, &read_text(path)?, Some(&header))?;
     if table.rows.is_empty() {
         return Err(csv_error(path, 2, "no action rows"));
+    }
+    for (row_index, row) in table.rows.iter().enumerate() {
+        if let Some(column) = row.iter().position(|a| !a.is_finite()) {
+            let message = format!("a_{column} is {}: actions must be finite", row[column]);
+            return Err(csv_error(path, row_index + 2, message));
+        }
     }
     Ok(table.rows)
 }

@@ -172,7 +172,7 @@ impl VecEnv {
         }
         let workers = if threads > 1 {
             (0..threads)
-                .map(|t| spawn_worker(t))
+                .map(spawn_worker)
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             Vec::new()

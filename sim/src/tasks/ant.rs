@@ -1,5 +1,5 @@
-//! Ant-v5: walk forward; reward = torso x velocity + 1 (while healthy) - 0.5 |a|^2
-//! - 5e-4 |clip(cfrc_ext, -1, 1)|^2; terminates when the state is not finite or the torso
+//! Ant-v5: walk forward; reward = torso x velocity + 1 (while healthy) - 0.5 |a|^2 minus
+//! 5e-4 |clip(cfrc_ext, -1, 1)|^2; terminates when the state is not finite or the torso
 //! height leaves [0.2, 1.0]. The observation ends with the clipped contact forces of every
 //! body but the world.
 

@@ -1,0 +1,188 @@
+//! The `sdac` binary as a user runs it: replay against the Gymnasium fixtures, and a clear
+//! error with a non-zero exit for each kind of bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sdac_sim::replay;
+use sdac_tests::{gym_cases, trace_mismatch};
+
+fn sdac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdac"))
+        .args(args)
+        .output()
+        .expect("the sdac binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn replay_args<'a>(env: &'a str, init: &'a Path, actions: &'a Path, out: &'a Path) -> Vec<String> {
+    ["env", "replay", "--env", env, "--init"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            init.display().to_string(),
+            "--actions".into(),
+            actions.display().to_string(),
+        ])
+        .chain(["--out".into(), out.display().to_string()])
+        .collect()
+}
+
+fn run(args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sdac(&args)
+}
+
+#[test]
+fn replay_reproduces_every_gymnasium_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in gym_cases().unwrap() {
+        let out = dir.path().join(format!("{}-{}.csv", case.env, case.case));
+        let output = run(&replay_args(
+            &case.env,
+            &case.dir().join("init.csv"),
+            &case.dir().join("actions.csv"),
+            &out,
+        ));
+        assert!(
+            output.status.success(),
+            "{}/{}: {}",
+            case.env,
+            case.case,
+            stderr(&output)
+        );
+        let actual = replay::read_trace(&out).unwrap();
+        let expected = replay::read_trace(&case.dir().join("trace.csv")).unwrap();
+        assert_eq!(
+            trace_mismatch(&actual, &expected, 1e-5),
+            None,
+            "{}/{}",
+            case.env,
+            case.case
+        );
+    }
+}
+
+/// A Hopper-v5 replay whose action file is `actions_csv`; returns the failed run's stderr.
+fn hopper_replay_error(actions_csv: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.csv");
+    std::fs::write(
+        &init,
+        "qpos_0,qpos_1,qpos_2,qpos_3,qpos_4,qpos_5,qvel_0,qvel_1,qvel_2,qvel_3,qvel_4,qvel_5\n\
+         0,1.25,0,0,0,0,0,0,0,0,0,0\n",
+    )
+    .unwrap();
+    let actions = dir.path().join("actions.csv");
+    std::fs::write(&actions, actions_csv).unwrap();
+    let out = dir.path().join("trace.csv");
+    let output = run(&replay_args("Hopper-v5", &init, &actions, &out));
+    assert!(!output.status.success(), "bad input must fail");
+    assert!(!out.exists(), "no trace is written for bad input");
+    stderr(&output)
+}
+
+#[test]
+fn a_good_hopper_replay_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.csv");
+    std::fs::write(&init, "qpos_0,qpos_1,qpos_2,qpos_3,qpos_4,qpos_5,qvel_0,qvel_1,qvel_2,qvel_3,qvel_4,qvel_5\n0,1.25,0,0,0,0,0,0,0,0,0,0\n").unwrap();
+    let actions = dir.path().join("actions.csv");
+    std::fs::write(&actions, "a_0,a_1,a_2\n0.1,0.2,0.3\n0,0,0\n").unwrap();
+    let out = dir.path().join("trace.csv");
+    let output = run(&replay_args("Hopper-v5", &init, &actions, &out));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(replay::read_trace(&out).unwrap().len(), 2);
+}
+
+#[test]
+fn unknown_task_lists_the_valid_ones() {
+    let output = sdac(&["rollout", "--env", "Hopper-v3"]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("unknown task `Hopper-v3`"), "{message}");
+    assert!(
+        message.contains("HalfCheetah-v5") && message.contains("Walker2d-v5"),
+        "{message}"
+    );
+}
+
+#[test]
+fn action_of_the_wrong_length_is_rejected() {
+    let message = hopper_replay_error("a_0,a_1\n0.1,0.2\n");
+    assert!(message.contains("expected 3 columns"), "{message}");
+}
+
+#[test]
+fn nan_or_infinite_action_is_rejected() {
+    for bad in ["NaN", "inf", "-inf"] {
+        let message = hopper_replay_error(&format!("a_0,a_1,a_2\n0,0,0\n0,{bad},0\n"));
+        assert!(
+            message.contains("actions.csv:3: a_1 is") && message.contains("finite"),
+            "{bad}: {message}"
+        );
+    }
+}
+
+#[test]
+fn malformed_csv_names_the_line() {
+    let message = hopper_replay_error("a_0,a_1,a_2\n0,0,0\n0,zero,0\n");
+    assert!(
+        message.contains("actions.csv:3") && message.contains("`zero` is not a number"),
+        "{message}"
+    );
+    let message = hopper_replay_error("a_0,a_1,a_2\n0,0\n");
+    assert!(message.contains("row has 2 values"), "{message}");
+    let message = hopper_replay_error("");
+    assert!(message.contains("file is empty"), "{message}");
+}
+
+#[test]
+fn missing_input_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.csv");
+    let out = dir.path().join("t.csv");
+    let output = run(&replay_args("Hopper-v5", &missing, &missing, &out));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("nope.csv"), "{}", stderr(&output));
+}
+
+#[test]
+fn missing_assets_name_the_setup_command() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sdac"))
+        .args(["rollout", "--env", "Hopper-v5"])
+        .env("SDAC_GYM_ASSETS", empty.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("bash tools/setup.sh"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn rollout_prints_the_mean_return() {
+    let output = sdac(&[
+        "rollout",
+        "--env",
+        "InvertedPendulum-v5",
+        "--episodes",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("episode ")).count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains("mean return"), "{stdout}");
+}
