@@ -29,6 +29,6 @@ mod vec_env;
 
 pub use env::{Env, EnvSpec, MAX_REWARD_TERMS, RewardTerms, StepOutcome};
 pub use error::SimError;
-pub use mujoco::{Assets, RawStepper};
+pub use mujoco::{Assets, RawStepper, route_mujoco_messages_to_log};
 pub use tasks::{TASK_NAMES, make_env};
 pub use vec_env::{EpisodeEnd, VecEnv, VecStep};

@@ -8,6 +8,17 @@ use mujoco_rs::prelude::{MjData, MjModel, MjtObjBase};
 
 use crate::SimError;
 
+/// Sends MuJoCo's own messages (warnings such as "Nan, Inf or huge value in QACC", model
+/// compiler notes) to the `log` crate, target `mujoco`, instead of MuJoCo printing them to
+/// standard output. Call once, first thing in `main`.
+///
+/// # Safety
+/// No other thread may use MuJoCo while this runs (it sets a MuJoCo global).
+pub unsafe fn route_mujoco_messages_to_log() {
+    // SAFETY: forwarded to the caller.
+    unsafe { mujoco_rs::logging::install_logging_hook() }
+}
+
 /// The folder that holds Gymnasium's MuJoCo task models (`half_cheetah.xml`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assets {

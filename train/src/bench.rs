@@ -65,23 +65,31 @@ fn single_thread(
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     env.reset(Some(seed), &mut obs)?;
     raw.set_state(env.qpos(), env.qvel());
-    for _ in 0..steps {
+    for step in 0..steps {
         for (a, (lo, hi)) in action
             .iter_mut()
             .zip(spec.action_low.iter().zip(&spec.action_high))
         {
             *a = rng.random_range(*lo..=*hi);
         }
+        // Alternate which of the two goes first, so cache and ordering effects cancel.
+        let time_raw = |raw: &mut RawStepper, raw_time: &mut Duration, rne_time: &mut Duration| {
+            let started = Instant::now();
+            raw.step(&action, frame_skip);
+            let stepped = Instant::now();
+            raw.rne_post_constraint();
+            *raw_time += stepped - started;
+            *rne_time += stepped.elapsed();
+        };
+        if step % 2 == 0 {
+            time_raw(&mut raw, &mut raw_time, &mut rne_time);
+        }
         let started = Instant::now();
-        raw.step(&action, frame_skip);
-        let raw_done = Instant::now();
-        raw.rne_post_constraint();
-        let rne_done = Instant::now();
         let outcome = env.step(&action, &mut obs)?;
-        let env_done = Instant::now();
-        raw_time += raw_done - started;
-        rne_time += rne_done - raw_done;
-        env_time += env_done - rne_done;
+        env_time += started.elapsed();
+        if step % 2 == 1 {
+            time_raw(&mut raw, &mut raw_time, &mut rne_time);
+        }
         if outcome.terminated || outcome.truncated {
             env.reset(None, &mut obs)?;
             raw.set_state(env.qpos(), env.qvel());

@@ -52,7 +52,32 @@ enum EnvCommand {
     },
 }
 
+/// Prints warnings and errors from libraries (MuJoCo's among them) to standard error.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let message = record.args().to_string();
+            eprintln!("{} {}: {}", record.target(), record.level(), message.trim());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
 fn main() -> ExitCode {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    // SAFETY: first thing in main, before any thread exists.
+    unsafe { sdac_sim::route_mujoco_messages_to_log() };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Env(EnvCommand::List) => list_envs(),
