@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a thread polls a channel (yielding between polls) before it parks.
-const POLL_BEFORE_PARKING: Duration = Duration::from_micros(200);
+const POLL_BEFORE_PARKING: Duration = Duration::from_micros(50);
 
 /// The next message, polling for [`POLL_BEFORE_PARKING`] before blocking; `None` once the
 /// sender is gone.
