@@ -1,6 +1,26 @@
-//! SDAC's models. Present: the DDPM diffusion schedule ([`DiffusionSchedule`]). The candle
-//! networks, samplers and export are not written yet.
+//! SDAC's models on candle: the noise-prediction network, twin critics, the DDPM schedule and
+//! its batched best-of-N sampler, Adam, seeded parameter initialisation and Polyak averaging.
+//! Parameters live in `candle_nn::VarMap`s whose names are the `VarBuilder` prefixes, so
+//! `VarMap::save` writes safetensors with those names.
 
+mod adam;
+mod critic;
+mod mlp;
+mod noise;
+mod noise_net;
+mod params;
+mod sampler;
 mod schedule;
 
+pub use adam::Adam;
+pub use critic::TwinCritic;
+pub use mlp::{Mlp, mish};
+pub use noise::NoiseSource;
+pub use noise_net::{NoiseNet, TIME_EMBEDDING_DIM};
+pub use params::{copy_params, polyak_update, seeded_var_builder, sorted_vars};
+pub use sampler::DiffusionSampler;
 pub use schedule::DiffusionSchedule;
+
+/// candle's tensor crate, re-exported so dependants use the same version.
+pub use candle_core as candle;
+pub use candle_nn;

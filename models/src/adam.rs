@@ -1,0 +1,66 @@
+//! Adam (as `optax.adam`: bias-corrected moments, `eps` outside the square root), with its
+//! moments kept where a checkpoint can read and restore them.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+
+#[derive(Debug)]
+pub struct Adam {
+    vars: Vec<(String, Var)>,
+    first_moments: Vec<Tensor>,
+    second_moments: Vec<Tensor>,
+    steps: u64,
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Adam {
+    /// Adam over `vars` (named, in a stable order) with the usual betas (0.9, 0.999), eps 1e-8.
+    pub fn new(vars: Vec<(String, Var)>, learning_rate: f64) -> Result<Self> {
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        Ok(Self {
+            first_moments: vars.iter().map(|(_, v)| zeros(v)).collect::<Result<_>>()?,
+            second_moments: vars.iter().map(|(_, v)| zeros(v)).collect::<Result<_>>()?,
+            vars,
+            steps: 0,
+            learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
+    }
+
+    /// Number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One step with the gradients in `grads` (variables without a gradient are left alone).
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.steps += 1;
+        let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
+        let m_scale = 1.0 / (1.0 - self.beta1.powi(t));
+        let v_scale = 1.0 / (1.0 - self.beta2.powi(t));
+        for (i, (_, var)) in self.vars.iter().enumerate() {
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let m = ((&self.first_moments[i] * self.beta1)? + (grad * (1.0 - self.beta1))?)?;
+            let v =
+                ((&self.second_moments[i] * self.beta2)? + (grad.sqr()? * (1.0 - self.beta2))?)?;
+            let update = ((&m * m_scale)? / ((&v * v_scale)?.sqrt()? + self.eps)?)?;
+            var.set(&(var.as_tensor() - (update * self.learning_rate)?)?)?;
+            self.first_moments[i] = m;
+            self.second_moments[i] = v;
+        }
+        Ok(())
+    }
+
+    /// Computes the gradients of `loss` and takes a step.
+    pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        let grads = loss.backward()?;
+        self.step(&grads)
+    }
+}

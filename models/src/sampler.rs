@@ -1,0 +1,86 @@
+//! Batched DDPM reverse sampling and best-of-N selection, as SDAC acts.
+//!
+//! From `x ~ N(0, init_std^2)`, for `t = T-1 .. 0`:
+//! `x0 = clip(x / sqrt(abar_t) - sqrt(1/abar_t - 1) eps(s, x, t), -1, 1)`,
+//! `x = c0_t x0 + c1_t x + [t > 0] sigma_t z` (the DDPM posterior). Best-of-N draws N samples
+//! per state, scores each unclipped final sample with `min(Q1, Q2)`, keeps the best and clips
+//! it to [-1, 1].
+
+use candle_core::{D, DType, Result, Tensor};
+
+use crate::critic::TwinCritic;
+use crate::noise::NoiseSource;
+use crate::noise_net::NoiseNet;
+use crate::schedule::DiffusionSchedule;
+
+#[derive(Debug, Clone)]
+pub struct DiffusionSampler {
+    pub schedule: DiffusionSchedule,
+    /// Standard deviation of the starting noise (0.5 in the reference code).
+    pub init_std: f64,
+}
+
+impl DiffusionSampler {
+    pub fn new(schedule: DiffusionSchedule, init_std: f64) -> Self {
+        Self { schedule, init_std }
+    }
+
+    /// One reverse chain per row of `obs` (`[M, obs_dim]`); returns the final sample before its
+    /// last clip, `[M, act_dim]`.
+    pub fn sample(
+        &self,
+        net: &NoiseNet,
+        obs: &Tensor,
+        act_dim: usize,
+        noise: &mut NoiseSource,
+    ) -> Result<Tensor> {
+        let rows = obs.dim(0)?;
+        let s = &self.schedule;
+        let mut x = noise.normal((rows, act_dim), self.init_std)?;
+        for t in (0..s.steps()).rev() {
+            let steps = Tensor::full(t as f32, rows, obs.device())?;
+            let eps = net.forward(obs, &x, &steps)?;
+            let abar = s.alpha_bars[t];
+            let x0 = ((&x * (1.0 / abar).sqrt())? - (eps * (1.0 / abar - 1.0).sqrt())?)?
+                .clamp(-1f32, 1f32)?;
+            let mean = ((x0 * s.posterior_coef_x0[t])? + (&x * s.posterior_coef_xt[t])?)?;
+            x = if t > 0 {
+                let sigma = s.posterior_variance[t].max(1e-20).sqrt();
+                (mean + noise.normal((rows, act_dim), sigma)?)?
+            } else {
+                mean
+            };
+        }
+        Ok(x)
+    }
+
+    /// For each state of `obs` (`[B, obs_dim]`): `n` samples, the one with the highest
+    /// `min(Q1, Q2)`, clipped to [-1, 1]. Returns `[B, act_dim]`.
+    pub fn best_of_n(
+        &self,
+        net: &NoiseNet,
+        critic: &TwinCritic,
+        obs: &Tensor,
+        act_dim: usize,
+        n: usize,
+        noise: &mut NoiseSource,
+    ) -> Result<Tensor> {
+        let (batch, obs_dim) = obs.dims2()?;
+        let repeated = obs
+            .unsqueeze(1)?
+            .repeat((1, n, 1))?
+            .reshape((batch * n, obs_dim))?;
+        let samples = self.sample(net, &repeated, act_dim, noise)?;
+        let scores = critic.min_q(&repeated, &samples)?.reshape((batch, n))?;
+        let best = scores.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+        let index = best
+            .reshape((batch, 1, 1))?
+            .broadcast_as((batch, 1, act_dim))?
+            .contiguous()?;
+        samples
+            .reshape((batch, n, act_dim))?
+            .gather(&index, 1)?
+            .squeeze(1)?
+            .clamp(-1f32, 1f32)
+    }
+}

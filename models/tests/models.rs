@@ -1,0 +1,138 @@
+//! The model pieces on CPU: seeded initialisation, stable Mish, sampler shapes and determinism,
+//! Polyak averaging, Adam, and safetensors names.
+
+use sdac_models::candle::{DType, Device, Tensor, Var};
+use sdac_models::candle_nn::VarMap;
+use sdac_models::{
+    Adam, DiffusionSampler, DiffusionSchedule, NoiseNet, NoiseSource, TwinCritic, mish,
+    polyak_update, seeded_var_builder, sorted_vars,
+};
+
+fn values(vars: &VarMap) -> Vec<(String, Vec<f32>)> {
+    sorted_vars(vars)
+        .into_iter()
+        .map(|(n, v)| {
+            (
+                n,
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn networks(seed: u64) -> (VarMap, NoiseNet, TwinCritic) {
+    let vars = VarMap::new();
+    let vb = seeded_var_builder(&vars, seed, &Device::Cpu);
+    let net = NoiseNet::new(&vb.pp("policy"), 3, 2, &[16, 16]).unwrap();
+    let critic = TwinCritic::new(&vb.pp("critic"), 3, 2, &[16, 16]).unwrap();
+    (vars, net, critic)
+}
+
+#[test]
+fn same_seed_same_parameters() {
+    let (a, ..) = networks(1);
+    let (b, ..) = networks(1);
+    let (c, ..) = networks(2);
+    assert_eq!(values(&a), values(&b));
+    assert_ne!(values(&a), values(&c));
+}
+
+#[test]
+fn tensor_names_are_the_builder_prefixes() {
+    let (vars, ..) = networks(0);
+    let names: Vec<String> = sorted_vars(&vars).into_iter().map(|(n, _)| n).collect();
+    for expected in [
+        "policy.time_in.weight",
+        "policy.time_out.bias",
+        "policy.mlp.hidden.0.weight",
+        "policy.mlp.output.weight",
+        "critic.q1.hidden.1.bias",
+        "critic.q2.output.weight",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    vars.save(file.path()).unwrap();
+    let mut loaded = VarMap::new();
+    let vb = sdac_models::candle_nn::VarBuilder::from_varmap(&loaded, DType::F32, &Device::Cpu);
+    NoiseNet::new(&vb.pp("policy"), 3, 2, &[16, 16]).unwrap();
+    TwinCritic::new(&vb.pp("critic"), 3, 2, &[16, 16]).unwrap();
+    loaded.load(file.path()).unwrap();
+    assert_eq!(values(&loaded), values(&vars));
+}
+
+#[test]
+fn mish_and_its_gradient_stay_finite_for_large_inputs() {
+    let x = Var::new(&[-100f32, -1.0, 0.0, 1.0, 100.0, 1000.0], &Device::Cpu).unwrap();
+    let y = mish(x.as_tensor()).unwrap();
+    let out = y.to_vec1::<f32>().unwrap();
+    // mish(1) = tanh(ln(1 + e)) = 0.8650984
+    assert!((out[3] - 0.865_098_4).abs() < 1e-6, "{out:?}");
+    assert!(
+        (out[5] - 1000.0).abs() < 1e-3 && out[0].abs() < 1e-6,
+        "{out:?}"
+    );
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let grad = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
+    assert!((grad[4] - 1.0).abs() < 1e-5, "{grad:?}");
+}
+
+#[test]
+fn sampler_is_seeded_and_best_of_n_stays_in_bounds() {
+    let (_, net, critic) = networks(3);
+    let sampler = DiffusionSampler::new(DiffusionSchedule::sdac(20), 0.5);
+    let obs = Tensor::new(&[[0.1f32, -0.2, 0.3], [1.0, 0.0, -1.0]], &Device::Cpu).unwrap();
+    let draw = |seed| {
+        let mut noise = NoiseSource::new(seed, &Device::Cpu);
+        sampler
+            .best_of_n(&net, &critic, &obs, 2, 8, &mut noise)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let actions = draw(5);
+    assert_eq!(actions.len(), 2);
+    assert!(
+        actions.iter().flatten().all(|a| (-1.0..=1.0).contains(a)),
+        "{actions:?}"
+    );
+    assert_eq!(actions, draw(5));
+    assert_ne!(actions, draw(6));
+}
+
+#[test]
+fn polyak_moves_the_target_by_tau() {
+    let (target, ..) = networks(1);
+    let (source, ..) = networks(2);
+    let before = values(&target);
+    polyak_update(&target, &source, 0.25).unwrap();
+    for ((_, t0), ((_, t1), (_, s))) in before
+        .iter()
+        .zip(values(&target).iter().zip(values(&source).iter()))
+    {
+        for i in 0..t0.len() {
+            assert!((t1[i] - (0.75 * t0[i] + 0.25 * s[i])).abs() < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn adam_minimises_a_quadratic() {
+    let w = Var::new(&[3f32, -2.0], &Device::Cpu).unwrap();
+    let mut adam = Adam::new(vec![("w".into(), w.clone())], 0.1).unwrap();
+    for _ in 0..300 {
+        let loss = w.as_tensor().sqr().unwrap().sum_all().unwrap();
+        adam.backward_step(&loss).unwrap();
+    }
+    let w = w.as_tensor().to_vec1::<f32>().unwrap();
+    assert!(w.iter().all(|x| x.abs() < 0.05), "{w:?}");
+    assert_eq!(adam.steps(), 300);
+}
