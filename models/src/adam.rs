@@ -64,3 +64,37 @@ impl Adam {
         self.step(&grads)
     }
 }
+
+/// Adam on one scalar (the temperature's log), same update as [`Adam`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalarAdam {
+    pub value: f64,
+    first_moment: f64,
+    second_moment: f64,
+    steps: u64,
+    pub learning_rate: f64,
+}
+
+impl ScalarAdam {
+    pub fn new(value: f64, learning_rate: f64) -> Self {
+        Self {
+            value,
+            first_moment: 0.0,
+            second_moment: 0.0,
+            steps: 0,
+            learning_rate,
+        }
+    }
+
+    /// One step down the gradient `grad` of the loss with respect to the value.
+    pub fn step(&mut self, grad: f64) {
+        let (beta1, beta2, eps) = (0.9, 0.999, 1e-8);
+        self.steps += 1;
+        let t = i32::try_from(self.steps).unwrap_or(i32::MAX);
+        self.first_moment = beta1 * self.first_moment + (1.0 - beta1) * grad;
+        self.second_moment = beta2 * self.second_moment + (1.0 - beta2) * grad * grad;
+        let m_hat = self.first_moment / (1.0 - beta1.powi(t));
+        let v_hat = self.second_moment / (1.0 - beta2.powi(t));
+        self.value -= self.learning_rate * m_hat / (v_hat.sqrt() + eps);
+    }
+}

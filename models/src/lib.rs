@@ -5,6 +5,7 @@
 
 mod adam;
 mod critic;
+mod gaussian_actor;
 mod mlp;
 mod noise;
 mod noise_net;
@@ -12,11 +13,12 @@ mod params;
 mod sampler;
 mod schedule;
 
-pub use adam::Adam;
+pub use adam::{Adam, ScalarAdam};
 pub use critic::TwinCritic;
+pub use gaussian_actor::GaussianActor;
 pub use mlp::{Mlp, mish};
 pub use noise::NoiseSource;
-pub use noise_net::{NoiseNet, TIME_EMBEDDING_DIM};
+pub use noise_net::{ChainContext, NoiseNet, TIME_EMBEDDING_DIM};
 pub use params::{copy_params, polyak_update, seeded_var_builder, sorted_vars};
 pub use sampler::DiffusionSampler;
 pub use schedule::DiffusionSchedule;

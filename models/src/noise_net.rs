@@ -12,6 +12,17 @@ use crate::mlp::{Mlp, linear, mish};
 /// Width of the sinusoidal time embedding.
 pub const TIME_EMBEDDING_DIM: usize = 16;
 
+/// What the steps of one reverse chain share; made by [`NoiseNet::chain`].
+#[derive(Debug, Clone)]
+pub struct ChainContext {
+    /// `obs W_s^T`, `[M, hidden_0]`.
+    obs_projection: Tensor,
+    /// `W_a^T`, `[act_dim, hidden_0]`.
+    action_weight_t: Tensor,
+    /// `W_t^T`, `[16, hidden_0]`.
+    time_weight_t: Tensor,
+}
+
 #[derive(Debug, Clone)]
 pub struct NoiseNet {
     /// `10000^(-j/8)`, shape `[1, 8]`.
@@ -59,13 +70,50 @@ impl NoiseNet {
         Tensor::cat(&[phases.sin()?, phases.cos()?], D::Minus1)? * scale
     }
 
+    fn time_features(&self, t: &Tensor) -> Result<Tensor> {
+        self.time_out.forward(&mish(
+            &self.time_in.forward(&self.sinusoidal_embedding(t)?)?,
+        )?)
+    }
+
     /// Predicted noise for noisy actions `x` (`[B, act_dim]`) of states `obs` (`[B, obs_dim]`)
     /// at steps `t` (`[B]`, f32).
     pub fn forward(&self, obs: &Tensor, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        let time = self.time_out.forward(&mish(
-            &self.time_in.forward(&self.sinusoidal_embedding(t)?)?,
-        )?)?;
+        let time = self.time_features(t)?;
         self.mlp.forward(&Tensor::cat(&[obs, x, &time], D::Minus1)?)
+    }
+
+    /// Precomputes what a reverse chain over the states `obs` (`[M, obs_dim]`) shares between
+    /// its steps: the states' share of the first layer, `obs W_s^T`. With it, a step costs the
+    /// first layer only on the action columns (see [`NoiseNet::forward_in_chain`]).
+    pub fn chain(&self, obs: &Tensor) -> Result<ChainContext> {
+        let obs_dim = obs.dim(1)?;
+        let weight = self.mlp.first_layer().weight();
+        let obs_weight = weight.narrow(1, 0, obs_dim)?;
+        let rest = weight.narrow(1, obs_dim, weight.dim(1)? - obs_dim)?;
+        let act_dim = rest.dim(1)? - TIME_EMBEDDING_DIM;
+        Ok(ChainContext {
+            obs_projection: obs.matmul(&obs_weight.t()?)?,
+            action_weight_t: rest.narrow(1, 0, act_dim)?.t()?.contiguous()?,
+            time_weight_t: rest
+                .narrow(1, act_dim, TIME_EMBEDDING_DIM)?
+                .t()?
+                .contiguous()?,
+        })
+    }
+
+    /// The same value as [`NoiseNet::forward`] for every row at one step `t`, using `chain`.
+    pub fn forward_in_chain(&self, chain: &ChainContext, x: &Tensor, t: usize) -> Result<Tensor> {
+        let step = Tensor::full(t as f32, 1, x.device())?;
+        let mut shared = self.time_features(&step)?.matmul(&chain.time_weight_t)?;
+        if let Some(bias) = self.mlp.first_layer().bias() {
+            shared = shared.broadcast_add(bias)?;
+        }
+        let pre_activation = chain
+            .obs_projection
+            .add(&x.matmul(&chain.action_weight_t)?)?
+            .broadcast_add(&shared)?;
+        self.mlp.forward_from_first(&pre_activation)
     }
 
     pub fn device(&self) -> &Device {

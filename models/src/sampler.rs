@@ -37,9 +37,9 @@ impl DiffusionSampler {
         let rows = obs.dim(0)?;
         let s = &self.schedule;
         let mut x = noise.normal((rows, act_dim), self.init_std)?;
+        let chain = net.chain(obs)?;
         for t in (0..s.steps()).rev() {
-            let steps = Tensor::full(t as f32, rows, obs.device())?;
-            let eps = net.forward(obs, &x, &steps)?;
+            let eps = net.forward_in_chain(&chain, &x, t)?;
             let abar = s.alpha_bars[t];
             let x0 = ((&x * (1.0 / abar).sqrt())? - (eps * (1.0 / abar - 1.0).sqrt())?)?
                 .clamp(-1f32, 1f32)?;

@@ -136,3 +136,72 @@ fn adam_minimises_a_quadratic() {
     assert!(w.iter().all(|x| x.abs() < 0.05), "{w:?}");
     assert_eq!(adam.steps(), 300);
 }
+
+#[test]
+fn fused_mish_matches_the_composite_form_and_its_gradient() {
+    let inputs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.07).collect();
+    let x = Var::new(inputs.as_slice(), &Device::Cpu).unwrap();
+    let fused = mish(x.as_tensor()).unwrap();
+    let t = x.as_tensor();
+    let softplus = (t.relu().unwrap()
+        + (t.abs().unwrap().neg().unwrap().exp().unwrap() + 1.0)
+            .unwrap()
+            .log()
+            .unwrap())
+    .unwrap();
+    let composite = (t * softplus.tanh().unwrap()).unwrap();
+    let (f, c) = (
+        fused.to_vec1::<f32>().unwrap(),
+        composite.to_vec1::<f32>().unwrap(),
+    );
+    for (i, (a, b)) in f.iter().zip(&c).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "x={}: {a} vs {b}",
+            inputs[i]
+        );
+    }
+    let gradient = |y: &Tensor| {
+        y.sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(t)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let g_fused = gradient(&fused);
+    let g_comp = gradient(&composite);
+    for (i, (a, b)) in g_fused.iter().zip(&g_comp).enumerate() {
+        assert!((a - b).abs() <= 1e-4, "x={}: d {a} vs {b}", inputs[i]);
+    }
+}
+
+#[test]
+fn chain_forward_equals_the_plain_forward() {
+    let (_, net, _) = networks(4);
+    let obs = Tensor::new(
+        &[[0.1f32, -0.2, 0.3], [1.0, 0.0, -1.0], [0.5, 0.5, 0.5]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let x = Tensor::new(&[[0.3f32, -0.9], [0.0, 0.2], [-1.5, 0.7]], &Device::Cpu).unwrap();
+    let chain = net.chain(&obs).unwrap();
+    for t in [0usize, 7, 19] {
+        let steps = Tensor::full(t as f32, 3, &Device::Cpu).unwrap();
+        let plain = net
+            .forward(&obs, &x, &steps)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let fused = net
+            .forward_in_chain(&chain, &x, t)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (p, f) in plain.iter().flatten().zip(fused.iter().flatten()) {
+            assert!((p - f).abs() < 1e-6, "t={t}: {p} vs {f}");
+        }
+    }
+}

@@ -269,7 +269,10 @@ impl VecEnv {
                 Some(seed) => Command::Reset(chunk, seed),
                 None => Command::Step(chunk),
             };
-            worker.commands.send(command).map_err(|_| worker_stopped())?;
+            worker
+                .commands
+                .send(command)
+                .map_err(|_| worker_stopped())?;
         }
         if let Some(own_chunk) = self.chunks.last_mut().and_then(Option::as_mut) {
             own_chunk.run(reset_seed);

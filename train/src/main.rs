@@ -6,7 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod config;
+mod replay_buffer;
 mod rollout;
+mod run;
+mod sac;
+mod sdac;
+mod trainer;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +30,10 @@ enum Command {
     /// Inspect and replay the MuJoCo tasks.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Train SDAC or SAC on a task.
+    Train(run::TrainArgs),
+    /// Evaluate the final policy of a run directory.
+    Eval(run::EvalArgs),
     /// Run episodes of a task with a fixed policy and print their returns.
     Rollout(rollout::RolloutArgs),
     /// Performance tables.
@@ -87,6 +97,8 @@ fn main() -> ExitCode {
             actions,
             out,
         }) => replay(&env, &init, &actions, &out),
+        Command::Train(args) => run::train(&args),
+        Command::Eval(args) => run::eval(&args),
         Command::Rollout(args) => rollout::run(&args),
         Command::Bench(command) => bench::run(&command),
     };

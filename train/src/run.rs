@@ -1,0 +1,191 @@
+//! `sdac train` and `sdac eval`: run directories around the training loop.
+//!
+//! A run directory holds `run.toml` (task, algorithm, seed), `config.toml` (the resolved
+//! configuration), `metrics.csv` (`step,tag,value`) and `final.safetensors`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use sdac_models::candle::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, Algo, Config};
+use crate::sac::Sac;
+use crate::sdac::Sdac;
+use crate::trainer::{self, Agent};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Gymnasium id of the task.
+    #[arg(long, default_value = "InvertedPendulum-v5")]
+    env: String,
+    /// Algorithm.
+    #[arg(long, value_enum, default_value_t = Algo::Sdac)]
+    algo: Algo,
+    /// Preset: reference, cpu-small or ci.
+    #[arg(long, default_value = "ci")]
+    preset: String,
+    /// Override a config field, e.g. `--set sdac.candidates=16` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Seed of everything random in the run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the networks run.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Run directory (default runs/<env>-<algo>-seed<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Run directory written by `sdac train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Evaluation episodes.
+    #[arg(long, default_value_t = 10)]
+    episodes: usize,
+    /// Seed of the evaluation episodes' resets.
+    #[arg(long, default_value_t = 12345)]
+    seed: u64,
+}
+
+/// What `run.toml` records.
+#[derive(Debug, Serialize, Deserialize)]
+struct RunInfo {
+    env: String,
+    algo: Algo,
+    seed: u64,
+}
+
+fn device(arg: DeviceArg) -> anyhow::Result<Device> {
+    match arg {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda if cfg!(feature = "cuda") => {
+            Device::new_cuda(0).context("opening CUDA device 0")
+        }
+        DeviceArg::Cuda => {
+            bail!("this binary was built without CUDA: rebuild with `--features cuda`")
+        }
+    }
+}
+
+/// Sizes the thread pool candle's CPU kernels run on (once per process).
+fn set_compute_threads(threads: usize) -> anyhow::Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("setting up the compute threads")
+}
+
+fn make_agent(
+    algo: Algo,
+    config: &Config,
+    task: &str,
+    seed: u64,
+    device: &Device,
+) -> anyhow::Result<Box<dyn Agent>> {
+    let assets = sdac_sim::Assets::discover()?;
+    let spec = sdac_sim::make_env(task, &assets)?.spec().clone();
+    let (od, ad) = (spec.obs_dim, spec.action_dim());
+    Ok(match algo {
+        Algo::Sdac => Box::new(Sdac::new(config, od, ad, seed, device)?),
+        Algo::Sac => Box::new(Sac::new(config, od, ad, seed, device)?),
+    })
+}
+
+fn prepare_run_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !force {
+            bail!(
+                "run directory {} exists: choose another --out, or pass --force to replace it",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = config::resolve(&args.preset, &args.overrides)?;
+    set_compute_threads(config.compute_threads)?;
+    let device = device(args.device)?;
+    let algo_name = match args.algo {
+        Algo::Sdac => "sdac",
+        Algo::Sac => "sac",
+    };
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| trainer::default_run_dir(&args.env, algo_name, args.seed));
+    let mut agent = make_agent(args.algo, &config, &args.env, args.seed, &device)?;
+    prepare_run_dir(&dir, args.force)?;
+    let info = RunInfo {
+        env: args.env.clone(),
+        algo: args.algo,
+        seed: args.seed,
+    };
+    std::fs::write(dir.join("run.toml"), toml::to_string(&info)?)?;
+    std::fs::write(dir.join("config.toml"), config.to_toml()?)?;
+    eprintln!(
+        "training {algo_name} on {} (preset {}, seed {}) -> {}",
+        args.env,
+        args.preset,
+        args.seed,
+        dir.display()
+    );
+    let summary = trainer::train(agent.as_mut(), &args.env, &config, args.seed, &dir)?;
+    println!(
+        "{} {algo_name} seed {}: final eval return {:.2}, best {:.2} ({} env steps, {} updates, {:.0} s) -> {}",
+        args.env,
+        args.seed,
+        summary.final_eval_return,
+        summary.best_eval_return,
+        summary.env_steps,
+        summary.updates,
+        summary.seconds,
+        dir.display()
+    );
+    Ok(())
+}
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.episodes > 0, "--episodes must be at least 1");
+    let read = |name: &str| {
+        let path = args.run.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let info: RunInfo = toml::from_str(&read("run.toml")?).context("run.toml")?;
+    let config = config::from_toml(&read("config.toml")?).context("config.toml")?;
+    set_compute_threads(config.compute_threads)?;
+    let mut agent = make_agent(info.algo, &config, &info.env, info.seed, &Device::Cpu)?;
+    let weights = args.run.join("final.safetensors");
+    agent
+        .load(&weights)
+        .with_context(|| format!("loading {}", weights.display()))?;
+    let assets = sdac_sim::Assets::discover()?;
+    let returns = trainer::evaluate(agent.as_mut(), &info.env, &assets, args.episodes, args.seed)?;
+    let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+    let std =
+        (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / returns.len() as f64).sqrt();
+    for (i, r) in returns.iter().enumerate() {
+        println!("episode {i}: return {r:.2}");
+    }
+    println!(
+        "{}: mean return {mean:.2} +- {std:.2} over {} episodes",
+        info.env, args.episodes
+    );
+    Ok(())
+}

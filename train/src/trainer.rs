@@ -1,0 +1,225 @@
+//! The loop both algorithms share: collect with the vectorised environments, learn from the
+//! replay buffer, evaluate, log. The algorithm-specific parts sit behind [`Agent`].
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sdac_sim::{Assets, EnvSpec, VecEnv};
+
+use crate::config::Config;
+use crate::replay_buffer::{Batch, ReplayBuffer};
+
+/// Named scalars from one update, logged under TensorBoard-style tags (`losses/qf1_loss`).
+pub type Metrics = Vec<(&'static str, f64)>;
+
+/// What an algorithm provides to the loop. Actions are in normalised units, [-1, 1] before any
+/// exploration noise.
+pub trait Agent {
+    /// One action per row of `obs` (`rows x obs_dim`): with exploration for training, without
+    /// for evaluation.
+    fn act(&mut self, obs: &[f64], rows: usize, explore: bool) -> anyhow::Result<Vec<f32>>;
+
+    /// One gradient step on `batch`.
+    fn update(&mut self, batch: &Batch) -> anyhow::Result<Metrics>;
+
+    /// Writes the parameters of the acting policy (and what it needs, e.g. critics) to `path`.
+    fn save(&self, path: &Path) -> anyhow::Result<()>;
+
+    /// Reads back what [`Agent::save`] wrote.
+    fn load(&mut self, path: &Path) -> anyhow::Result<()>;
+}
+
+/// Environment action from a normalised one: [-1, 1] maps onto [low, high] (beyond stays
+/// beyond; MuJoCo clamps controls to their range).
+pub fn to_env_action(normalised: &[f32], spec: &EnvSpec, out: &mut [f64]) {
+    for (i, (o, a)) in out.iter_mut().zip(normalised).enumerate() {
+        let (low, high) = (spec.action_low[i], spec.action_high[i]);
+        *o = low + (f64::from(*a) + 1.0) * 0.5 * (high - low);
+    }
+}
+
+/// `step,tag,value` rows in `metrics.csv`.
+pub struct MetricsLog {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl MetricsLog {
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut file = std::io::BufWriter::new(file);
+        writeln!(file, "step,tag,value")?;
+        Ok(Self { file })
+    }
+
+    pub fn log(&mut self, step: u64, tag: &str, value: f64) -> anyhow::Result<()> {
+        writeln!(self.file, "{step},{tag},{value}")?;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Mean undiscounted return of `episodes` evaluation episodes (no exploration), on a fresh
+/// environment seeded apart from the training ones.
+pub fn evaluate(
+    agent: &mut dyn Agent,
+    task: &str,
+    assets: &Assets,
+    episodes: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<f64>> {
+    let mut env = sdac_sim::make_env(task, assets)?;
+    let spec = env.spec().clone();
+    let mut obs = vec![0.0; spec.obs_dim];
+    let mut env_action = vec![0.0; spec.action_dim()];
+    let mut returns = Vec::with_capacity(episodes);
+    for episode in 0..episodes {
+        env.reset(
+            Some(seed.wrapping_add(1_000_003 * (episode as u64 + 1))),
+            &mut obs,
+        )?;
+        let mut episode_return = 0.0;
+        loop {
+            let action = agent.act(&obs, 1, false)?;
+            to_env_action(&action, &spec, &mut env_action);
+            let outcome = env.step(&env_action, &mut obs)?;
+            episode_return += outcome.reward;
+            if outcome.terminated || outcome.truncated {
+                break;
+            }
+        }
+        returns.push(episode_return);
+    }
+    Ok(returns)
+}
+
+/// A finished run's headline figures.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub final_eval_return: f64,
+    pub best_eval_return: f64,
+    pub env_steps: u64,
+    pub updates: u64,
+    pub seconds: f64,
+}
+
+/// Trains `agent` on `task` for `config.total_steps` environment steps, logging into `run_dir`.
+pub fn train(
+    agent: &mut dyn Agent,
+    task: &str,
+    config: &Config,
+    seed: u64,
+    run_dir: &Path,
+) -> anyhow::Result<RunSummary> {
+    let assets = Assets::discover()?;
+    let mut envs = VecEnv::new(task, &assets, config.num_envs, config.env_threads)?;
+    let spec = envs.spec().clone();
+    let (od, ad, n) = (spec.obs_dim, spec.action_dim(), config.num_envs);
+    let mut buffer = ReplayBuffer::new(config.buffer_size, od, ad);
+    let mut batch = Batch::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5DAC_0001);
+    let mut log = MetricsLog::create(&run_dir.join("metrics.csv"))?;
+    let mut obs = envs.reset(seed)?.to_vec();
+    let mut env_actions = vec![0.0; n * ad];
+    let (mut env_steps, mut updates) = (0u64, 0u64);
+    let mut best_eval = f64::NEG_INFINITY;
+    let mut last_eval = f64::NAN;
+    let mut next_eval = config.eval_every;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    while env_steps < config.total_steps {
+        let actions: Vec<f32> = if env_steps < config.warmup_steps {
+            (0..n * ad)
+                .map(|_| rng.random_range(-1.0f32..=1.0))
+                .collect()
+        } else {
+            agent.act(&obs, n, true)?
+        };
+        for (row, chunk) in actions.chunks(ad).enumerate() {
+            to_env_action(chunk, &spec, &mut env_actions[row * ad..(row + 1) * ad]);
+        }
+        let step = envs.step(&env_actions)?;
+        for i in 0..n {
+            buffer.push(
+                &obs[i * od..(i + 1) * od],
+                &actions[i * ad..(i + 1) * ad],
+                step.rewards[i],
+                &step.final_obs[i * od..(i + 1) * od],
+                step.terminated[i],
+            );
+        }
+        env_steps += n as u64;
+        for end in step.episode_ends {
+            log.log(env_steps, "charts/episodic_return", end.episode_return)?;
+            log.log(env_steps, "charts/episodic_length", f64::from(end.length))?;
+        }
+        obs.copy_from_slice(step.obs);
+
+        if env_steps >= config.warmup_steps {
+            let due = (env_steps - config.warmup_steps) / config.env_steps_per_update + 1;
+            while updates < due {
+                buffer.sample_into(config.batch_size, &mut rng, &mut batch);
+                let metrics = agent.update(&batch)?;
+                updates += 1;
+                for (tag, value) in &metrics {
+                    if !value.is_finite() {
+                        bail!(
+                            "{tag} became {value} at update {updates} (env step {env_steps}); \
+                             stopping. The last good parameters are those saved before this point."
+                        );
+                    }
+                }
+                if updates % 100 == 0 {
+                    for (tag, value) in metrics {
+                        log.log(env_steps, tag, value)?;
+                    }
+                }
+            }
+        }
+
+        if env_steps >= next_eval || env_steps >= config.total_steps {
+            next_eval += config.eval_every;
+            let returns = evaluate(agent, task, &assets, config.eval_episodes, seed)?;
+            last_eval = returns.iter().sum::<f64>() / returns.len() as f64;
+            best_eval = best_eval.max(last_eval);
+            let sps = env_steps as f64 / started.elapsed().as_secs_f64();
+            log.log(env_steps, "eval/episodic_return", last_eval)?;
+            log.log(env_steps, "charts/SPS", sps)?;
+            log.flush()?;
+            eprintln!(
+                "step {env_steps:>8}/{}  updates {updates:>7}  SPS {sps:>7.1}  eval return {last_eval:>10.2}",
+                config.total_steps
+            );
+            last_report = Instant::now();
+        } else if last_report.elapsed().as_secs() >= 30 {
+            let sps = env_steps as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "step {env_steps:>8}/{}  updates {updates:>7}  SPS {sps:>7.1}  last eval {last_eval:>10.2}",
+                config.total_steps
+            );
+            last_report = Instant::now();
+        }
+    }
+    log.flush()?;
+    agent.save(&run_dir.join("final.safetensors"))?;
+    Ok(RunSummary {
+        final_eval_return: last_eval,
+        best_eval_return: best_eval,
+        env_steps,
+        updates,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `runs/<task>-<algo>-seed<seed>` unless the user named one.
+pub fn default_run_dir(task: &str, algo: &str, seed: u64) -> PathBuf {
+    PathBuf::from("runs").join(format!("{task}-{algo}-seed{seed}"))
+}
