@@ -7,11 +7,13 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod config;
+mod curve;
 mod replay_buffer;
 mod rollout;
 mod run;
 mod sac;
 mod sdac;
+mod tensorboard;
 mod trainer;
 
 #[derive(Parser)]
@@ -62,8 +64,11 @@ enum EnvCommand {
     },
 }
 
-/// Prints warnings and errors from libraries (MuJoCo's among them) to standard error.
-struct StderrLogger;
+/// Prints warnings and errors from libraries (MuJoCo's among them) to standard error, each
+/// distinct message once per process (MuJoCo repeats a model's warnings at every load).
+struct StderrLogger {
+    printed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
@@ -72,15 +77,28 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
-            let message = record.args().to_string();
-            eprintln!("{} {}: {}", record.target(), record.level(), message.trim());
+            let line = format!(
+                "{} {}: {}",
+                record.target(),
+                record.level(),
+                record.args().to_string().trim()
+            );
+            let first_time = match self.printed.lock() {
+                Ok(mut printed) => printed.insert(line.clone()),
+                Err(_) => true,
+            };
+            if first_time {
+                eprintln!("{line}");
+            }
         }
     }
 
     fn flush(&self) {}
 }
 
-static LOGGER: StderrLogger = StderrLogger;
+static LOGGER: StderrLogger = StderrLogger {
+    printed: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+};
 
 fn main() -> ExitCode {
     if log::set_logger(&LOGGER).is_ok() {

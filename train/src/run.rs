@@ -81,12 +81,25 @@ fn device(arg: DeviceArg) -> anyhow::Result<Device> {
     }
 }
 
-/// Sizes the thread pool candle's CPU kernels run on (once per process).
-fn set_compute_threads(threads: usize) -> anyhow::Result<()> {
-    rayon::ThreadPoolBuilder::new()
+/// Runs `work` on a pool of `threads` compute threads, the calling thread waiting.
+///
+/// candle's CPU kernels split work over rayon and size that split from `RAYON_NUM_THREADS`
+/// (read at every matrix product; unset, it probes `/sys` each time). Running the whole loop
+/// inside the pool makes a one-thread pool run every kernel inline, with no hand-off between
+/// threads: on small networks that hand-off costs more than the arithmetic.
+fn with_compute_threads<R: Send>(
+    threads: usize,
+    work: impl FnOnce() -> anyhow::Result<R> + Send,
+) -> anyhow::Result<R> {
+    // SAFETY: called by `train` and `eval` before they start any thread, so no other thread
+    // reads the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .build_global()
-        .context("setting up the compute threads")
+        .thread_name(|i| format!("sdac-compute-{i}"))
+        .build()
+        .context("starting the compute threads")?;
+    pool.install(work)
 }
 
 fn make_agent(
@@ -120,7 +133,10 @@ fn prepare_run_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let config = config::resolve(&args.preset, &args.overrides)?;
-    set_compute_threads(config.compute_threads)?;
+    with_compute_threads(config.compute_threads, || train_with(args, &config))
+}
+
+fn train_with(args: &TrainArgs, config: &Config) -> anyhow::Result<()> {
     let device = device(args.device)?;
     let algo_name = match args.algo {
         Algo::Sdac => "sdac",
@@ -130,7 +146,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| trainer::default_run_dir(&args.env, algo_name, args.seed));
-    let mut agent = make_agent(args.algo, &config, &args.env, args.seed, &device)?;
+    let mut agent = make_agent(args.algo, config, &args.env, args.seed, &device)?;
     prepare_run_dir(&dir, args.force)?;
     let info = RunInfo {
         env: args.env.clone(),
@@ -146,7 +162,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         args.seed,
         dir.display()
     );
-    let summary = trainer::train(agent.as_mut(), &args.env, &config, args.seed, &dir)?;
+    let summary = trainer::train(agent.as_mut(), &args.env, config, args.seed, &dir)?;
     println!(
         "{} {algo_name} seed {}: final eval return {:.2}, best {:.2} ({} env steps, {} updates, {:.0} s) -> {}",
         args.env,
@@ -169,8 +185,11 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     };
     let info: RunInfo = toml::from_str(&read("run.toml")?).context("run.toml")?;
     let config = config::from_toml(&read("config.toml")?).context("config.toml")?;
-    set_compute_threads(config.compute_threads)?;
-    let mut agent = make_agent(info.algo, &config, &info.env, info.seed, &Device::Cpu)?;
+    with_compute_threads(config.compute_threads, || eval_with(args, &info, &config))
+}
+
+fn eval_with(args: &EvalArgs, info: &RunInfo, config: &Config) -> anyhow::Result<()> {
+    let mut agent = make_agent(info.algo, config, &info.env, info.seed, &Device::Cpu)?;
     let weights = args.run.join("final.safetensors");
     agent
         .load(&weights)

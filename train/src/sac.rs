@@ -92,6 +92,10 @@ impl Sac {
 }
 
 impl Agent for Sac {
+    fn name(&self) -> &'static str {
+        "sac"
+    }
+
     fn act(&mut self, obs: &[f64], rows: usize, explore: bool) -> anyhow::Result<Vec<f32>> {
         let obs: Vec<f32> = obs.iter().map(|&o| o as f32).collect();
         let obs = Tensor::from_vec(obs, (rows, self.obs_dim), &self.device)?;
@@ -128,7 +132,10 @@ impl Agent for Sac {
             f64::from(q1.mean_all()?.to_scalar::<f32>()?),
         ));
 
-        if self.gradient_steps.is_multiple_of(self.config.policy_frequency) {
+        if self
+            .gradient_steps
+            .is_multiple_of(self.config.policy_frequency)
+        {
             for _ in 0..self.config.policy_frequency {
                 let (new_actions, log_prob) = self.actor.sample(&obs, &mut self.noise)?;
                 let q = self.critic.min_q(&obs, &new_actions)?;
@@ -144,7 +151,10 @@ impl Agent for Sac {
                 ));
             }
         }
-        if self.gradient_steps.is_multiple_of(self.config.target_frequency) {
+        if self
+            .gradient_steps
+            .is_multiple_of(self.config.target_frequency)
+        {
             polyak_update(&self.target_critic_vars, &self.critic_vars, self.tau)?;
         }
         self.gradient_steps += 1;

@@ -209,6 +209,10 @@ impl Sdac {
 }
 
 impl Agent for Sdac {
+    fn name(&self) -> &'static str {
+        "sdac"
+    }
+
     fn act(&mut self, obs: &[f64], rows: usize, explore: bool) -> anyhow::Result<Vec<f32>> {
         let obs: Vec<f32> = obs.iter().map(|&o| o as f32).collect();
         let obs = self.tensor(&obs, rows, self.obs_dim)?;

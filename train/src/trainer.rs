@@ -1,7 +1,7 @@
 //! The loop both algorithms share: collect with the vectorised environments, learn from the
 //! replay buffer, evaluate, log. The algorithm-specific parts sit behind [`Agent`].
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use sdac_sim::{Assets, EnvSpec, VecEnv};
 
 use crate::config::Config;
+use crate::curve::{Series, write_learning_curve};
 use crate::replay_buffer::{Batch, ReplayBuffer};
+use crate::tensorboard::EventWriter;
 
 /// Named scalars from one update, logged under TensorBoard-style tags (`losses/qf1_loss`).
 pub type Metrics = Vec<(&'static str, f64)>;
@@ -19,6 +21,9 @@ pub type Metrics = Vec<(&'static str, f64)>;
 /// What an algorithm provides to the loop. Actions are in normalised units, [-1, 1] before any
 /// exploration noise.
 pub trait Agent {
+    /// The algorithm's name, as in `--algo`.
+    fn name(&self) -> &'static str;
+
     /// One action per row of `obs` (`rows x obs_dim`): with exploration for training, without
     /// for evaluation.
     fn act(&mut self, obs: &[f64], rows: usize, explore: bool) -> anyhow::Result<Vec<f32>>;
@@ -42,28 +47,114 @@ pub fn to_env_action(normalised: &[f32], spec: &EnvSpec, out: &mut [f64]) {
     }
 }
 
-/// `step,tag,value` rows in `metrics.csv`.
-pub struct MetricsLog {
-    file: std::io::BufWriter<std::fs::File>,
+/// Everything a run logs, written as it happens: `metrics.csv` (`step,tag,value` rows), a
+/// TensorBoard event file under `tensorboard/`, and `learning_curve.png` redrawn at each
+/// evaluation from the returns kept here.
+pub struct RunLog {
+    csv: std::io::BufWriter<std::fs::File>,
+    events: EventWriter,
+    curve_path: PathBuf,
+    curve_title: String,
+    training_returns: Vec<(f64, f64)>,
+    eval_returns: Vec<(f64, f64)>,
 }
 
-impl MetricsLog {
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
+impl RunLog {
+    pub fn create(run_dir: &Path, curve_title: String) -> anyhow::Result<Self> {
+        let path = run_dir.join("metrics.csv");
         let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut file = std::io::BufWriter::new(file);
-        writeln!(file, "step,tag,value")?;
-        Ok(Self { file })
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut csv = std::io::BufWriter::new(file);
+        writeln!(csv, "step,tag,value")?;
+        let events_dir = run_dir.join("tensorboard");
+        let events = EventWriter::create(&events_dir)
+            .with_context(|| format!("creating an event file in {}", events_dir.display()))?;
+        Ok(Self {
+            csv,
+            events,
+            curve_path: run_dir.join("learning_curve.png"),
+            curve_title,
+            training_returns: Vec::new(),
+            eval_returns: Vec::new(),
+        })
     }
 
     pub fn log(&mut self, step: u64, tag: &str, value: f64) -> anyhow::Result<()> {
-        writeln!(self.file, "{step},{tag},{value}")?;
+        writeln!(self.csv, "{step},{tag},{value}")?;
+        self.events.add_scalar(tag, step, value)?;
+        match tag {
+            "charts/episodic_return" => self.training_returns.push((step as f64, value)),
+            "eval/episodic_return" => self.eval_returns.push((step as f64, value)),
+            _ => {}
+        }
         Ok(())
     }
 
+    /// Flushes the logs and redraws the learning curve.
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.file.flush()?;
+        self.csv.flush()?;
+        self.events.flush()?;
+        let series = [
+            Series {
+                label: "training episodes".into(),
+                points: self.training_returns.clone(),
+            },
+            Series {
+                label: "evaluation (mean)".into(),
+                points: self.eval_returns.clone(),
+            },
+        ];
+        write_learning_curve(&self.curve_path, &self.curve_title, &series)?;
         Ok(())
+    }
+}
+
+/// Progress on standard error: a bar with steps, SPS and the last evaluation return on a
+/// terminal; otherwise (a log file, CI) a line at each evaluation and every 30 s.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total_steps: u64,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new(total_steps: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total_steps);
+            let style = indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Self {
+            bar,
+            total_steps,
+            last_line: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, env_steps: u64, updates: u64, sps: f64, last_eval: f64, evaluated: bool) {
+        let message = format!("updates {updates}  SPS {sps:.1}  eval return {last_eval:.2}");
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(env_steps);
+                bar.set_message(message);
+            }
+            None if evaluated || self.last_line.elapsed().as_secs() >= 30 => {
+                eprintln!("step {env_steps:>8}/{}  {message}", self.total_steps);
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
     }
 }
 
@@ -126,7 +217,7 @@ pub fn train(
     let mut buffer = ReplayBuffer::new(config.buffer_size, od, ad);
     let mut batch = Batch::default();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5DAC_0001);
-    let mut log = MetricsLog::create(&run_dir.join("metrics.csv"))?;
+    let mut log = RunLog::create(run_dir, format!("{task} {}", agent.name()))?;
     let mut obs = envs.reset(seed)?.to_vec();
     let mut env_actions = vec![0.0; n * ad];
     let (mut env_steps, mut updates) = (0u64, 0u64);
@@ -134,7 +225,7 @@ pub fn train(
     let mut last_eval = f64::NAN;
     let mut next_eval = config.eval_every;
     let started = Instant::now();
-    let mut last_report = Instant::now();
+    let mut progress = Progress::new(config.total_steps);
     while env_steps < config.total_steps {
         let actions: Vec<f32> = if env_steps < config.warmup_steps {
             (0..n * ad)
@@ -185,29 +276,25 @@ pub fn train(
             }
         }
 
-        if env_steps >= next_eval || env_steps >= config.total_steps {
+        let evaluated = env_steps >= next_eval || env_steps >= config.total_steps;
+        if evaluated {
             next_eval += config.eval_every;
             let returns = evaluate(agent, task, &assets, config.eval_episodes, seed)?;
             last_eval = returns.iter().sum::<f64>() / returns.len() as f64;
             best_eval = best_eval.max(last_eval);
-            let sps = env_steps as f64 / started.elapsed().as_secs_f64();
             log.log(env_steps, "eval/episodic_return", last_eval)?;
-            log.log(env_steps, "charts/SPS", sps)?;
+            log.log(env_steps, "charts/SPS", sps(env_steps, &started))?;
             log.flush()?;
-            eprintln!(
-                "step {env_steps:>8}/{}  updates {updates:>7}  SPS {sps:>7.1}  eval return {last_eval:>10.2}",
-                config.total_steps
-            );
-            last_report = Instant::now();
-        } else if last_report.elapsed().as_secs() >= 30 {
-            let sps = env_steps as f64 / started.elapsed().as_secs_f64();
-            eprintln!(
-                "step {env_steps:>8}/{}  updates {updates:>7}  SPS {sps:>7.1}  last eval {last_eval:>10.2}",
-                config.total_steps
-            );
-            last_report = Instant::now();
         }
+        progress.update(
+            env_steps,
+            updates,
+            sps(env_steps, &started),
+            last_eval,
+            evaluated,
+        );
     }
+    progress.finish();
     log.flush()?;
     agent.save(&run_dir.join("final.safetensors"))?;
     Ok(RunSummary {
@@ -217,6 +304,10 @@ pub fn train(
         updates,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+fn sps(env_steps: u64, started: &Instant) -> f64 {
+    env_steps as f64 / started.elapsed().as_secs_f64()
 }
 
 /// `runs/<task>-<algo>-seed<seed>` unless the user named one.
