@@ -59,6 +59,45 @@ impl Adam {
     }
 
     /// Computes the gradients of `loss` and takes a step.
+    /// Adds the moments to `tensors` as `{prefix}.m.{name}` and `{prefix}.v.{name}`; the step
+    /// count is [`Adam::steps`].
+    pub fn export_state(&self, prefix: &str, tensors: &mut crate::TensorMap) {
+        for (i, (name, _)) in self.vars.iter().enumerate() {
+            tensors.insert(format!("{prefix}.m.{name}"), self.first_moments[i].clone());
+            tensors.insert(format!("{prefix}.v.{name}"), self.second_moments[i].clone());
+        }
+    }
+
+    /// Restores what [`Adam::export_state`] wrote, and the step count.
+    pub fn import_state(
+        &mut self,
+        prefix: &str,
+        tensors: &crate::TensorMap,
+        steps: u64,
+    ) -> Result<()> {
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            for (kind, moments) in [
+                ("m", &mut self.first_moments),
+                ("v", &mut self.second_moments),
+            ] {
+                let key = format!("{prefix}.{kind}.{name}");
+                let saved = tensors
+                    .get(&key)
+                    .ok_or_else(|| candle_core::Error::CannotFindTensor { path: key.clone() })?;
+                if saved.shape() != var.shape() {
+                    candle_core::bail!(
+                        "{key}: saved shape {:?}, expected {:?}",
+                        saved.shape(),
+                        var.shape()
+                    );
+                }
+                moments[i] = saved.to_device(var.device())?;
+            }
+        }
+        self.steps = steps;
+        Ok(())
+    }
+
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
         let grads = loss.backward()?;
         self.step(&grads)
@@ -66,7 +105,7 @@ impl Adam {
 }
 
 /// Adam on one scalar (the temperature's log), same update as [`Adam`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScalarAdam {
     pub value: f64,
     first_moment: f64,

@@ -19,7 +19,10 @@ pub use gaussian_actor::GaussianActor;
 pub use mlp::{Mlp, mish};
 pub use noise::NoiseSource;
 pub use noise_net::{ChainContext, NoiseNet, TIME_EMBEDDING_DIM};
-pub use params::{copy_params, polyak_update, seeded_var_builder, sorted_vars};
+pub use params::{
+    TensorMap, copy_params, export_vars, import_vars, polyak_update, seeded_var_builder,
+    sorted_vars,
+};
 pub use sampler::DiffusionSampler;
 pub use schedule::DiffusionSchedule;
 

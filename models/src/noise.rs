@@ -37,6 +37,16 @@ impl NoiseSource {
         Tensor::from_vec(values, count, &self.device)
     }
 
+    /// The RNG's current position (to save it).
+    pub fn current_rng(&self) -> &ChaCha8Rng {
+        &self.rng
+    }
+
+    /// Continues from `rng` (a checkpoint's saved stream).
+    pub fn set_rng(&mut self, rng: ChaCha8Rng) {
+        self.rng = rng;
+    }
+
     /// The underlying RNG (for host-side draws such as random actions).
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
         &mut self.rng

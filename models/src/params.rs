@@ -134,3 +134,33 @@ pub fn polyak_update(target: &VarMap, source: &VarMap, tau: f64) -> Result<()> {
 pub fn copy_params(target: &VarMap, source: &VarMap) -> Result<()> {
     polyak_update(target, source, 1.0)
 }
+
+/// Named tensors of a checkpoint, keyed `{prefix}.{name}`.
+pub type TensorMap = std::collections::HashMap<String, Tensor>;
+
+/// Adds every variable of `vars` to `tensors` under `{prefix}.{name}`.
+pub fn export_vars(vars: &VarMap, prefix: &str, tensors: &mut TensorMap) {
+    for (name, var) in sorted_vars(vars) {
+        tensors.insert(format!("{prefix}.{name}"), var.as_tensor().clone());
+    }
+}
+
+/// Sets every variable of `vars` from `tensors[{prefix}.{name}]`; a missing tensor or another
+/// shape is an error naming it.
+pub fn import_vars(vars: &VarMap, prefix: &str, tensors: &TensorMap) -> Result<()> {
+    for (name, var) in sorted_vars(vars) {
+        let key = format!("{prefix}.{name}");
+        let saved = tensors
+            .get(&key)
+            .ok_or_else(|| candle_core::Error::CannotFindTensor { path: key.clone() })?;
+        if saved.shape() != var.shape() {
+            candle_core::bail!(
+                "{key}: saved shape {:?}, the network has {:?}",
+                saved.shape(),
+                var.shape()
+            );
+        }
+        var.set(&saved.to_device(var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}

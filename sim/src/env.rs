@@ -1,3 +1,6 @@
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
 use crate::SimError;
 
 /// The most reward terms any task reports.
@@ -96,9 +99,67 @@ pub trait Env: Send {
     /// costs use the action as given) for `frame_skip` physics steps.
     fn step(&mut self, action: &[f64], obs: &mut [f64]) -> Result<StepOutcome, SimError>;
 
+    /// Everything needed to continue this environment exactly where it is, in another process:
+    /// after [`Env::load_state`], the same actions give bit-for-bit the same observations,
+    /// rewards and flags.
+    fn save_state(&self) -> EnvState;
+
+    /// Restores what [`Env::save_state`] wrote (of the same task). The observation is not part
+    /// of the state: keep the last one the environment wrote.
+    fn load_state(&mut self, state: &EnvState) -> Result<(), SimError>;
+
     /// Generalised positions of the current state.
     fn qpos(&self) -> &[f64];
 
     /// Generalised velocities of the current state.
     fn qvel(&self) -> &[f64];
+}
+
+/// A saved environment (see [`Env::save_state`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvState {
+    /// MuJoCo's integration state (`mj_getState` with `mjSTATE_INTEGRATION`).
+    pub physics: Vec<f64>,
+    /// `physics` is the state before the last physics substep, which [`Env::load_state`] takes
+    /// again so that what MuJoCo derives during a step (body positions the next reward starts
+    /// from, contact forces) comes back too. When false, `physics` is the current state right
+    /// after a reset, which is restored as a reset leaves it (`mj_forward`).
+    pub replay_last_substep: bool,
+    /// The reset-noise RNG.
+    pub rng: RngState,
+    /// Steps taken in the current episode (the time limit counts them).
+    pub elapsed_steps: u32,
+    /// The episode ended and the environment waits for a reset.
+    pub episode_over: bool,
+}
+
+/// The exact position of a ChaCha8 stream: restoring it continues the same numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: [u8; 32],
+    pub stream: u64,
+    /// The 128-bit word position as two halves (JSON numbers hold 64 bits).
+    pub word_pos: [u64; 2],
+}
+
+impl RngState {
+    pub fn of(rng: &ChaCha8Rng) -> Self {
+        Self {
+            seed: rng.get_seed(),
+            stream: rng.get_stream(),
+            word_pos: split_u128(rng.get_word_pos()),
+        }
+    }
+
+    pub fn to_rng(&self) -> ChaCha8Rng {
+        use rand::SeedableRng as _;
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos((u128::from(self.word_pos[0]) << 64) | u128::from(self.word_pos[1]));
+        rng
+    }
+}
+
+fn split_u128(value: u128) -> [u64; 2] {
+    [(value >> 64) as u64, value as u64]
 }

@@ -57,6 +57,9 @@ pub enum SimError {
         value: f64,
     },
 
+    #[error("saved state does not fit {task}: {message}")]
+    SavedState { task: &'static str, message: String },
+
     #[error("step called after the episode ended (terminated or truncated): call reset first")]
     EpisodeOver,
 

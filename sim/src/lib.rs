@@ -27,8 +27,8 @@ mod tasks;
 pub mod third_party;
 mod vec_env;
 
-pub use env::{Env, EnvSpec, MAX_REWARD_TERMS, RewardTerms, StepOutcome};
+pub use env::{Env, EnvSpec, EnvState, MAX_REWARD_TERMS, RewardTerms, RngState, StepOutcome};
 pub use error::SimError;
 pub use mujoco::{Assets, RawStepper, route_mujoco_messages_to_log};
 pub use tasks::{TASK_NAMES, make_env};
-pub use vec_env::{EpisodeEnd, VecEnv, VecStep};
+pub use vec_env::{EpisodeEnd, VecEnv, VecEnvState, VecStep};

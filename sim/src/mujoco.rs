@@ -77,7 +77,14 @@ pub(crate) struct Sim {
     /// Run `mj_rnePostConstraint` after stepping, which fills `cfrc_ext`. Gymnasium always runs
     /// it; it changes no state, so tasks that never read `cfrc_ext` skip it.
     pub computes_contact_forces: bool,
+    /// The integration state before the last physics substep of the last step.
+    last_substep_start: Vec<f64>,
+    /// Whether the data comes from a step (else from a reset's `mj_forward`).
+    stepped: bool,
 }
+
+/// `mjSTATE_INTEGRATION`: everything `mj_step` reads.
+const INTEGRATION_STATE: u32 = mujoco_rs::mujoco_c::mjtState::mjSTATE_INTEGRATION as u32;
 
 impl Sim {
     pub fn load(
@@ -90,12 +97,15 @@ impl Sim {
         let data = MjData::new(model);
         let init_qpos = data.qpos().to_vec();
         let init_qvel = data.qvel().to_vec();
+        let state_size = data.model().state_size(INTEGRATION_STATE);
         Ok(Self {
             data,
             init_qpos,
             init_qvel,
             frame_skip,
             computes_contact_forces,
+            last_substep_start: vec![0.0; state_size],
+            stepped: false,
         })
     }
 
@@ -136,6 +146,7 @@ impl Sim {
     /// `mj_resetData`: the state Gymnasium's `reset` starts from before adding noise.
     pub fn reset_data(&mut self) {
         self.data.reset();
+        self.stepped = false;
     }
 
     /// Gymnasium's `set_state`: copy positions and velocities, then `mj_forward`.
@@ -143,17 +154,66 @@ impl Sim {
         self.data.qpos_mut().copy_from_slice(qpos);
         self.data.qvel_mut().copy_from_slice(qvel);
         self.data.forward();
+        self.stepped = false;
     }
 
     /// Gymnasium's `do_simulation`: set the controls and take `frame_skip` physics steps.
     pub fn do_simulation(&mut self, ctrl: &[f64]) {
         self.data.ctrl_mut().copy_from_slice(ctrl);
-        for _ in 0..self.frame_skip {
+        for substep in 1..=self.frame_skip {
+            if substep == self.frame_skip {
+                // Sized from `state_size` at load: cannot be too small.
+                let _ = self
+                    .data
+                    .try_read_state_into(INTEGRATION_STATE, &mut self.last_substep_start);
+            }
             self.data.step();
         }
+        self.finish_step();
+        self.stepped = true;
+    }
+
+    fn finish_step(&mut self) {
         if self.computes_contact_forces {
             self.data.rne_post_constraint();
         }
+    }
+
+    /// The physics part of [`crate::EnvState`]: `(state, replay_last_substep)`.
+    pub fn save_physics(&self) -> (Vec<f64>, bool) {
+        if self.stepped {
+            (self.last_substep_start.clone(), true)
+        } else {
+            (self.data.state(INTEGRATION_STATE).into_vec(), false)
+        }
+    }
+
+    /// Restores what [`Sim::save_physics`] returned: the data ends as the step (or reset) that
+    /// saved it left it.
+    pub fn load_physics(&mut self, state: &[f64], replay_last_substep: bool) -> Result<(), String> {
+        let expected = self.last_substep_start.len();
+        if state.len() != expected {
+            return Err(format!(
+                "physics state has {} values, expected {expected}",
+                state.len()
+            ));
+        }
+        if let Some(index) = state.iter().position(|v| !v.is_finite()) {
+            return Err(format!("physics state value {index} is {}", state[index]));
+        }
+        self.data.reset();
+        self.data
+            .set_state(state, INTEGRATION_STATE)
+            .map_err(|e| e.to_string())?;
+        if replay_last_substep {
+            self.last_substep_start.copy_from_slice(state);
+            self.data.step();
+            self.finish_step();
+        } else {
+            self.data.forward();
+        }
+        self.stepped = replay_last_substep;
+        Ok(())
     }
 
     pub fn qpos(&self) -> &[f64] {

@@ -34,7 +34,7 @@ fn receive<T>(channel: &Receiver<T>) -> Option<T> {
 }
 
 use crate::mujoco::Assets;
-use crate::{Env, EnvSpec, SimError, make_env};
+use crate::{Env, EnvSpec, EnvState, SimError, make_env};
 
 /// An episode that ended during the last step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,6 +139,16 @@ struct Worker {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A saved [`VecEnv`]: each environment, its running episode return and length, and the
+/// observations the runner last returned.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VecEnvState {
+    pub envs: Vec<EnvState>,
+    pub episode_returns: Vec<f64>,
+    pub episode_lengths: Vec<u32>,
+    pub obs: Vec<f64>,
+}
+
 /// `num_envs` copies of one task, stepped on `threads` threads, the calling thread included.
 pub struct VecEnv {
     spec: EnvSpec,
@@ -194,13 +204,9 @@ impl VecEnv {
                 error: None,
             })));
         }
-        let workers = if threads > 1 {
-            (0..threads)
-                .map(spawn_worker)
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            Vec::new()
-        };
+        let workers = (0..threads - 1)
+            .map(spawn_worker)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             spec,
             num_envs,
@@ -259,6 +265,71 @@ impl VecEnv {
             truncated: &self.truncated,
             episode_ends: &self.episode_ends,
         })
+    }
+
+    /// Everything needed to continue stepping exactly from here (see [`Env::save_state`]), the
+    /// current observations included.
+    pub fn save_state(&self) -> Result<VecEnvState, SimError> {
+        let mut state = VecEnvState {
+            envs: Vec::with_capacity(self.num_envs),
+            episode_returns: Vec::with_capacity(self.num_envs),
+            episode_lengths: Vec::with_capacity(self.num_envs),
+            obs: self.obs.clone(),
+        };
+        for chunk in &self.chunks {
+            let chunk = chunk.as_ref().ok_or_else(lost_chunk)?;
+            state
+                .envs
+                .extend(chunk.envs.iter().map(|env| env.save_state()));
+            state.episode_returns.extend_from_slice(&chunk.returns);
+            state.episode_lengths.extend_from_slice(&chunk.lengths);
+        }
+        Ok(state)
+    }
+
+    /// Restores what [`VecEnv::save_state`] wrote, for the same task and number of
+    /// environments; returns the observations.
+    pub fn load_state(&mut self, state: &VecEnvState) -> Result<&[f64], SimError> {
+        let n = self.num_envs;
+        let od = self.spec.obs_dim;
+        let fits = state.envs.len() == n
+            && state.episode_returns.len() == n
+            && state.episode_lengths.len() == n
+            && state.obs.len() == n * od;
+        if !fits {
+            return Err(SimError::SavedState {
+                task: self.spec.name,
+                message: format!(
+                    "saved for {} environments with {} observations, this runner has {n} x {od}",
+                    state.envs.len(),
+                    state.obs.len()
+                ),
+            });
+        }
+        if let Some(index) = state.obs.iter().position(|v| !v.is_finite()) {
+            return Err(SimError::SavedState {
+                task: self.spec.name,
+                message: format!("observation value {index} is {}", state.obs[index]),
+            });
+        }
+        for chunk in self.chunks.iter_mut() {
+            let chunk = chunk.as_mut().ok_or_else(lost_chunk)?;
+            let (first, count) = (chunk.first_env, chunk.envs.len());
+            for (env, saved) in chunk.envs.iter_mut().zip(&state.envs[first..first + count]) {
+                env.load_state(saved)?;
+            }
+            chunk
+                .returns
+                .copy_from_slice(&state.episode_returns[first..first + count]);
+            chunk
+                .lengths
+                .copy_from_slice(&state.episode_lengths[first..first + count]);
+            chunk
+                .obs
+                .copy_from_slice(&state.obs[first * od..(first + count) * od]);
+        }
+        self.obs.copy_from_slice(&state.obs);
+        Ok(&self.obs)
     }
 
     /// Runs a reset (`Some(seed)`) or a step on every chunk, then gathers the outputs.

@@ -269,3 +269,111 @@ fn vectorised_runner_rejects_bad_actions() {
     );
     assert!(VecEnv::new("InvertedPendulum-v5", &assets, 0, 1).is_err());
 }
+
+/// Steps `env` with the test's deterministic actions from step `from` for `steps` steps,
+/// resetting (without a seed) when an episode ends; returns observations, rewards and flags.
+fn continue_episode(env: &mut dyn Env, obs: &mut [f64], from: usize, steps: usize) -> Vec<f64> {
+    let spec = env.spec().clone();
+    let mut trace = Vec::new();
+    for t in from..from + steps {
+        let action: Vec<f64> = (0..spec.action_dim())
+            .map(|i| 0.9 * spec.action_high[i] * ((3 * t + i) as f64).sin())
+            .collect();
+        let outcome = env.step(&action, obs).unwrap();
+        trace.extend_from_slice(obs);
+        trace.extend([
+            outcome.reward,
+            f64::from(u8::from(outcome.terminated)),
+            f64::from(u8::from(outcome.truncated)),
+        ]);
+        if outcome.terminated || outcome.truncated {
+            env.reset(None, obs).unwrap();
+        }
+    }
+    trace
+}
+
+#[test]
+fn a_saved_state_continues_bit_for_bit_in_a_fresh_env() {
+    for task in TASK_NAMES {
+        // Save right after a reset, and mid-episode after some steps (with a reset in between
+        // for the tasks that fall quickly).
+        for steps_before in [0, 37] {
+            let mut original = env(task);
+            let mut obs = vec![0.0; original.spec().obs_dim];
+            original.reset(Some(11), &mut obs).unwrap();
+            continue_episode(original.as_mut(), &mut obs, 0, steps_before);
+            let saved = original.save_state();
+            let saved_obs = obs.clone();
+
+            let expected = continue_episode(original.as_mut(), &mut obs, steps_before, 60);
+            let mut restored = env(task);
+            restored.load_state(&saved).unwrap();
+            let mut restored_obs = saved_obs;
+            let actual = continue_episode(restored.as_mut(), &mut restored_obs, steps_before, 60);
+            assert!(
+                actual == expected,
+                "{task}: continuation after restoring at step {steps_before} differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_saved_state_that_does_not_fit_is_a_typed_error() {
+    let hopper = env("Hopper-v5");
+    let mut saved = hopper.save_state();
+    let mut walker = env("Walker2d-v5");
+    assert!(matches!(
+        walker.load_state(&saved),
+        Err(SimError::SavedState { .. })
+    ));
+    let mut other_hopper = env("Hopper-v5");
+    saved.physics[3] = f64::NAN;
+    let err = other_hopper.load_state(&saved).unwrap_err();
+    assert!(err.to_string().contains("NaN"), "{err}");
+    saved.physics[3] = 0.0;
+    saved.elapsed_steps = 5000;
+    assert!(matches!(
+        other_hopper.load_state(&saved),
+        Err(SimError::SavedState { .. })
+    ));
+}
+
+#[test]
+fn a_saved_runner_continues_bit_for_bit() {
+    let assets = Assets::discover().unwrap();
+    let (n, steps) = (3, 40);
+    let mut original = VecEnv::new("Hopper-v5", &assets, n, 2).unwrap();
+    let ad = original.spec().action_dim();
+    let actions = |t: usize| -> Vec<f64> {
+        (0..n * ad)
+            .map(|i| ((t * 7 + i) as f64 * 0.37).sin())
+            .collect()
+    };
+    let run = |env: &mut VecEnv, from: usize| -> Vec<f64> {
+        let mut trace = Vec::new();
+        for t in from..from + steps {
+            let step = env.step(&actions(t)).unwrap();
+            trace.extend_from_slice(step.obs);
+            trace.extend_from_slice(step.rewards);
+            trace.extend(step.episode_ends.iter().map(|e| e.episode_return));
+        }
+        trace
+    };
+    original.reset(5).unwrap();
+    run(&mut original, 0);
+    let saved = original.save_state().unwrap();
+    let expected = run(&mut original, steps);
+
+    let mut restored = VecEnv::new("Hopper-v5", &assets, n, 1).unwrap();
+    let obs = restored.load_state(&saved).unwrap().to_vec();
+    assert_eq!(obs, saved.obs);
+    assert_eq!(run(&mut restored, steps), expected);
+
+    let mut too_few = VecEnv::new("Hopper-v5", &assets, n - 1, 1).unwrap();
+    assert!(matches!(
+        too_few.load_state(&saved),
+        Err(SimError::SavedState { .. })
+    ));
+}

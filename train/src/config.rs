@@ -52,6 +52,8 @@ pub struct Config {
     pub policy_lr: f64,
     /// Environment steps between evaluations.
     pub eval_every: u64,
+    /// Environment steps between checkpoints (0: none). The final policy is saved either way.
+    pub checkpoint_every: u64,
     /// Episodes per evaluation (on separate environments, seeds disjoint from training).
     pub eval_episodes: usize,
     /// SDAC's own settings.

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod checkpoint;
 mod config;
 mod curve;
 mod replay_buffer;
 mod rollout;
 mod run;
+mod run_log;
 mod sac;
 mod sdac;
 mod tensorboard;

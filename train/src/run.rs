@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, Algo, Config};
 use crate::sac::Sac;
 use crate::sdac::Sdac;
-use crate::trainer::{self, Agent};
+use crate::trainer::{self, Agent, Start};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum DeviceArg {
@@ -44,8 +44,12 @@ pub struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace an existing run directory.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Continue the run in this directory from its latest checkpoint (its task, algorithm,
+    /// seed and config are the ones it was started with).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["env", "algo", "preset", "overrides", "seed", "out"])]
+    resume: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -132,41 +136,106 @@ fn prepare_run_dir(dir: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = config::resolve(&args.preset, &args.overrides)?;
-    with_compute_threads(config.compute_threads, || train_with(args, &config))
+    let plan = match &args.resume {
+        Some(dir) => {
+            let (info, config) = read_run(dir)?;
+            RunPlan {
+                info,
+                config,
+                dir: dir.clone(),
+                start: Start::Resume,
+                preset: None,
+            }
+        }
+        None => {
+            let info = RunInfo {
+                env: args.env.clone(),
+                algo: args.algo,
+                seed: args.seed,
+            };
+            let dir = args.out.clone().unwrap_or_else(|| {
+                trainer::default_run_dir(&info.env, algo_name(info.algo), info.seed)
+            });
+            RunPlan {
+                info,
+                config: config::resolve(&args.preset, &args.overrides)?,
+                dir,
+                start: Start::Fresh,
+                preset: Some(args.preset.clone()),
+            }
+        }
+    };
+    with_compute_threads(plan.config.compute_threads, || {
+        train_with(&plan, args.device, args.force)
+    })
 }
 
-fn train_with(args: &TrainArgs, config: &Config) -> anyhow::Result<()> {
-    let device = device(args.device)?;
-    let algo_name = match args.algo {
+/// What a `train` invocation will do.
+struct RunPlan {
+    info: RunInfo,
+    config: Config,
+    dir: PathBuf,
+    start: Start,
+    /// The preset a fresh run starts from.
+    preset: Option<String>,
+}
+
+fn algo_name(algo: Algo) -> &'static str {
+    match algo {
         Algo::Sdac => "sdac",
         Algo::Sac => "sac",
+    }
+}
+
+/// The task, algorithm, seed and config of an existing run directory.
+fn read_run(dir: &Path) -> anyhow::Result<(RunInfo, Config)> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     };
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| trainer::default_run_dir(&args.env, algo_name, args.seed));
-    let mut agent = make_agent(args.algo, config, &args.env, args.seed, &device)?;
-    prepare_run_dir(&dir, args.force)?;
-    let info = RunInfo {
-        env: args.env.clone(),
-        algo: args.algo,
-        seed: args.seed,
-    };
-    std::fs::write(dir.join("run.toml"), toml::to_string(&info)?)?;
-    std::fs::write(dir.join("config.toml"), config.to_toml()?)?;
-    eprintln!(
-        "training {algo_name} on {} (preset {}, seed {}) -> {}",
-        args.env,
-        args.preset,
-        args.seed,
-        dir.display()
-    );
-    let summary = trainer::train(agent.as_mut(), &args.env, config, args.seed, &dir)?;
+    let info: RunInfo = toml::from_str(&read("run.toml")?).context("run.toml")?;
+    let config = config::from_toml(&read("config.toml")?).context("config.toml")?;
+    Ok((info, config))
+}
+
+fn train_with(plan: &RunPlan, device_arg: DeviceArg, force: bool) -> anyhow::Result<()> {
+    let device = device(device_arg)?;
+    let RunPlan {
+        info, config, dir, ..
+    } = plan;
+    let algo = algo_name(info.algo);
+    let mut agent = make_agent(info.algo, config, &info.env, info.seed, &device)?;
+    match &plan.preset {
+        Some(preset) => {
+            prepare_run_dir(dir, force)?;
+            std::fs::write(dir.join("run.toml"), toml::to_string(info)?)?;
+            std::fs::write(dir.join("config.toml"), config.to_toml()?)?;
+            eprintln!(
+                "training {algo} on {} (preset {preset}, seed {}) -> {}",
+                info.env,
+                info.seed,
+                dir.display()
+            );
+        }
+        None => eprintln!(
+            "resuming {algo} on {} (seed {}) in {}",
+            info.env,
+            info.seed,
+            dir.display()
+        ),
+    }
+    let summary = trainer::train(
+        agent.as_mut(),
+        &info.env,
+        config,
+        info.seed,
+        dir,
+        plan.start,
+    )?;
     println!(
-        "{} {algo_name} seed {}: final eval return {:.2}, best {:.2} ({} env steps, {} updates, {:.0} s) -> {}",
-        args.env,
-        args.seed,
+        "{} {algo} seed {}: final eval return {:.2}, best {:.2} ({} env steps, {} updates, {:.0} s) -> {}",
+        info.env,
+        info.seed,
         summary.final_eval_return,
         summary.best_eval_return,
         summary.env_steps,
@@ -179,12 +248,7 @@ fn train_with(args: &TrainArgs, config: &Config) -> anyhow::Result<()> {
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.episodes > 0, "--episodes must be at least 1");
-    let read = |name: &str| {
-        let path = args.run.join(name);
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
-    };
-    let info: RunInfo = toml::from_str(&read("run.toml")?).context("run.toml")?;
-    let config = config::from_toml(&read("config.toml")?).context("config.toml")?;
+    let (info, config) = read_run(&args.run)?;
     with_compute_threads(config.compute_threads, || eval_with(args, &info, &config))
 }
 

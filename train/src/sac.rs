@@ -9,16 +9,18 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use sdac_models::candle::{Device, Tensor};
 use sdac_models::candle_nn::VarMap;
 use sdac_models::{
-    Adam, GaussianActor, NoiseSource, ScalarAdam, TwinCritic, copy_params, polyak_update,
-    seeded_var_builder, sorted_vars,
+    Adam, GaussianActor, NoiseSource, ScalarAdam, TensorMap, TwinCritic, copy_params, export_vars,
+    import_vars, polyak_update, seeded_var_builder, sorted_vars,
 };
+use sdac_sim::RngState;
 
 use crate::config::{Config, SacConfig};
 use crate::replay_buffer::Batch;
-use crate::trainer::{Agent, Metrics};
+use crate::trainer::{Agent, AgentState, Metrics};
 
 pub struct Sac {
     config: SacConfig,
@@ -171,4 +173,53 @@ impl Agent for Sac {
         self.actor_vars.load(path)?;
         Ok(())
     }
+
+    fn save_state(&self) -> anyhow::Result<AgentState> {
+        let mut tensors = TensorMap::new();
+        export_vars(&self.actor_vars, "actor", &mut tensors);
+        export_vars(&self.critic_vars, "critic", &mut tensors);
+        export_vars(&self.target_critic_vars, "target", &mut tensors);
+        self.actor_optimizer
+            .export_state("actor_adam", &mut tensors);
+        self.critic_optimizer
+            .export_state("critic_adam", &mut tensors);
+        let scalars = SacScalars {
+            gradient_steps: self.gradient_steps,
+            actor_adam_steps: self.actor_optimizer.steps(),
+            critic_adam_steps: self.critic_optimizer.steps(),
+            log_alpha: self.log_alpha.clone(),
+            noise: RngState::of(self.noise.current_rng()),
+        };
+        Ok(AgentState {
+            tensors,
+            scalars: serde_json::to_value(scalars)?,
+        })
+    }
+
+    fn load_state(&mut self, state: &AgentState) -> anyhow::Result<()> {
+        let scalars: SacScalars = serde_json::from_value(state.scalars.clone())
+            .context("the checkpoint's SAC scalars")?;
+        let tensors = &state.tensors;
+        import_vars(&self.actor_vars, "actor", tensors)?;
+        import_vars(&self.critic_vars, "critic", tensors)?;
+        import_vars(&self.target_critic_vars, "target", tensors)?;
+        self.actor_optimizer
+            .import_state("actor_adam", tensors, scalars.actor_adam_steps)?;
+        self.critic_optimizer
+            .import_state("critic_adam", tensors, scalars.critic_adam_steps)?;
+        self.log_alpha = scalars.log_alpha;
+        self.noise.set_rng(scalars.noise.to_rng());
+        self.gradient_steps = scalars.gradient_steps;
+        Ok(())
+    }
+}
+
+/// The scalar part of SAC's training state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SacScalars {
+    gradient_steps: u64,
+    actor_adam_steps: u64,
+    critic_adam_steps: u64,
+    log_alpha: ScalarAdam,
+    noise: RngState,
 }

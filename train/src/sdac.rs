@@ -16,18 +16,21 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use candle_core::{D, Device, Tensor};
 use candle_nn::VarMap;
 use sdac_models::candle as candle_core;
 use sdac_models::candle_nn;
 use sdac_models::{
-    Adam, DiffusionSampler, DiffusionSchedule, NoiseNet, NoiseSource, ScalarAdam, TwinCritic,
-    copy_params, polyak_update, seeded_var_builder, sorted_vars,
+    Adam, DiffusionSampler, DiffusionSchedule, NoiseNet, NoiseSource, ScalarAdam, TensorMap,
+    TwinCritic, copy_params, export_vars, import_vars, polyak_update, seeded_var_builder,
+    sorted_vars,
 };
+use sdac_sim::RngState;
 
 use crate::config::{Config, SdacConfig};
 use crate::replay_buffer::Batch;
-use crate::trainer::{Agent, Metrics};
+use crate::trainer::{Agent, AgentState, Metrics};
 
 pub struct Sdac {
     config: SdacConfig,
@@ -336,6 +339,63 @@ impl Agent for Sdac {
         copy_params(&self.target_critic_vars, &self.critic_vars)?;
         Ok(())
     }
+
+    fn save_state(&self) -> anyhow::Result<AgentState> {
+        let mut tensors = TensorMap::new();
+        export_vars(&self.policy_vars, "online", &mut tensors);
+        export_vars(&self.ema_vars, "ema", &mut tensors);
+        export_vars(&self.critic_vars, "critic", &mut tensors);
+        export_vars(&self.target_critic_vars, "target", &mut tensors);
+        self.policy_optimizer
+            .export_state("policy_adam", &mut tensors);
+        self.critic_optimizer
+            .export_state("critic_adam", &mut tensors);
+        let scalars = SdacScalars {
+            gradient_steps: self.gradient_steps,
+            policy_updates: self.policy_updates,
+            policy_adam_steps: self.policy_optimizer.steps(),
+            critic_adam_steps: self.critic_optimizer.steps(),
+            policy_lr: self.policy_optimizer.learning_rate,
+            log_alpha: self.log_alpha.clone(),
+            noise: RngState::of(self.noise.current_rng()),
+        };
+        Ok(AgentState {
+            tensors,
+            scalars: serde_json::to_value(scalars)?,
+        })
+    }
+
+    fn load_state(&mut self, state: &AgentState) -> anyhow::Result<()> {
+        let scalars: SdacScalars = serde_json::from_value(state.scalars.clone())
+            .context("the checkpoint's SDAC scalars")?;
+        let tensors = &state.tensors;
+        import_vars(&self.policy_vars, "online", tensors)?;
+        import_vars(&self.ema_vars, "ema", tensors)?;
+        import_vars(&self.critic_vars, "critic", tensors)?;
+        import_vars(&self.target_critic_vars, "target", tensors)?;
+        self.policy_optimizer
+            .import_state("policy_adam", tensors, scalars.policy_adam_steps)?;
+        self.critic_optimizer
+            .import_state("critic_adam", tensors, scalars.critic_adam_steps)?;
+        self.policy_optimizer.learning_rate = scalars.policy_lr;
+        self.log_alpha = scalars.log_alpha;
+        self.noise.set_rng(scalars.noise.to_rng());
+        self.gradient_steps = scalars.gradient_steps;
+        self.policy_updates = scalars.policy_updates;
+        Ok(())
+    }
+}
+
+/// The scalar part of SDAC's training state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SdacScalars {
+    gradient_steps: u64,
+    policy_updates: u64,
+    policy_adam_steps: u64,
+    critic_adam_steps: u64,
+    policy_lr: f64,
+    log_alpha: ScalarAdam,
+    noise: RngState,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! The few protobuf fields needed are encoded by hand.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +19,10 @@ const FILE_VERSION: &str = "brain.Event:2";
 /// Writes are buffered: call [`EventWriter::flush`] to make them visible to a reader (dropping
 /// the writer also flushes, but ignores errors).
 pub struct EventWriter {
+    file_name: String,
     out: BufWriter<File>,
+    /// Bytes written so far (buffered ones included): the file's length after a flush.
+    len: u64,
 }
 
 impl EventWriter {
@@ -33,16 +36,46 @@ impl EventWriter {
         fs::create_dir_all(dir)?;
         let wall_time = wall_time_seconds();
         let file_name = format!("events.out.tfevents.{}.{}", wall_time as u64, host_name());
-        let path = dir.join(file_name);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)?;
+            .open(dir.join(&file_name))?;
         let mut writer = Self {
+            file_name,
             out: BufWriter::new(file),
+            len: 0,
         };
         writer.write_event(&encode_file_version_event(wall_time))?;
         Ok(writer)
+    }
+
+    /// Reopens `dir/file_name` to append after its first `len` bytes, dropping what follows
+    /// (events logged after a checkpoint by a run that was then interrupted).
+    pub fn reopen(dir: &Path, file_name: &str, len: u64) -> io::Result<Self> {
+        let mut file = OpenOptions::new().write(true).open(dir.join(file_name))?;
+        if file.metadata()?.len() < len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{file_name} is shorter than the {len} bytes the checkpoint recorded"),
+            ));
+        }
+        file.set_len(len)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(Self {
+            file_name: file_name.to_owned(),
+            out: BufWriter::new(file),
+            len,
+        })
+    }
+
+    /// The event file's name in its directory.
+    pub fn file_name(&self) -> &str {
+        &self.file_name
+    }
+
+    /// The file's length once flushed.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// Appends the scalar `value` of `tag` at `step`, stamped with the current wall time.
@@ -67,7 +100,9 @@ impl EventWriter {
     }
 
     fn write_event(&mut self, event: &[u8]) -> io::Result<()> {
-        write_record(&mut self.out, event)
+        write_record(&mut self.out, event)?;
+        self.len += RECORD_FRAMING_BYTES + event.len() as u64;
+        Ok(())
     }
 }
 
@@ -97,6 +132,9 @@ fn host_name() -> String {
 }
 
 /// Writes `data` as one TFRecord.
+/// Bytes a record adds around its data: length, length CRC, data CRC.
+const RECORD_FRAMING_BYTES: u64 = 8 + 4 + 4;
+
 fn write_record(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
     let length_bytes = (data.len() as u64).to_le_bytes();
     out.write_all(&length_bytes)?;
@@ -377,5 +415,26 @@ mod tests {
         let mut out = Vec::new();
         put_varint(&mut out, 0);
         assert_eq!(out, [0]);
+    }
+
+    #[test]
+    fn reopening_drops_what_followed_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = EventWriter::create(dir.path()).unwrap();
+        writer.add_scalar("kept", 1, 1.0).unwrap();
+        writer.flush().unwrap();
+        let (name, kept_len) = (writer.file_name().to_owned(), writer.len());
+        writer.add_scalar("dropped", 2, 2.0).unwrap();
+        writer.flush().unwrap();
+        drop(writer);
+
+        let mut writer = EventWriter::reopen(dir.path(), &name, kept_len).unwrap();
+        writer.add_scalar("appended", 3, 3.0).unwrap();
+        writer.flush().unwrap();
+        let bytes = fs::read(dir.path().join(&name)).unwrap();
+        assert_eq!(bytes.len() as u64, writer.len());
+        let records = read_records(&bytes);
+        assert_eq!(records.len(), 3, "version, kept, appended");
+        assert!(EventWriter::reopen(dir.path(), &name, writer.len() + 1).is_err());
     }
 }

@@ -1,19 +1,19 @@
 //! The loop both algorithms share: collect with the vectorised environments, learn from the
 //! replay buffer, evaluate, log. The algorithm-specific parts sit behind [`Agent`].
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sdac_sim::{Assets, EnvSpec, VecEnv};
+use sdac_sim::{Assets, EnvSpec, RngState, VecEnv};
 
+use crate::checkpoint::{self, TrainerState};
 use crate::config::Config;
-use crate::curve::{Series, write_learning_curve};
 use crate::replay_buffer::{Batch, ReplayBuffer};
-use crate::tensorboard::EventWriter;
+use crate::run_log::RunLog;
 
 /// Named scalars from one update, logged under TensorBoard-style tags (`losses/qf1_loss`).
 pub type Metrics = Vec<(&'static str, f64)>;
@@ -36,6 +36,20 @@ pub trait Agent {
 
     /// Reads back what [`Agent::save`] wrote.
     fn load(&mut self, path: &Path) -> anyhow::Result<()>;
+
+    /// The whole training state, for a checkpoint: every network, optimiser moments and step
+    /// counts, the temperature, the RNG position and the update counters.
+    fn save_state(&self) -> anyhow::Result<AgentState>;
+
+    /// Restores what [`Agent::save_state`] returned; afterwards the agent behaves exactly as
+    /// the one that saved it.
+    fn load_state(&mut self, state: &AgentState) -> anyhow::Result<()>;
+}
+
+/// An agent's training state: named tensors and the scalars beside them.
+pub struct AgentState {
+    pub tensors: sdac_models::TensorMap,
+    pub scalars: serde_json::Value,
 }
 
 /// Environment action from a normalised one: [-1, 1] maps onto [low, high] (beyond stays
@@ -44,68 +58,6 @@ pub fn to_env_action(normalised: &[f32], spec: &EnvSpec, out: &mut [f64]) {
     for (i, (o, a)) in out.iter_mut().zip(normalised).enumerate() {
         let (low, high) = (spec.action_low[i], spec.action_high[i]);
         *o = low + (f64::from(*a) + 1.0) * 0.5 * (high - low);
-    }
-}
-
-/// Everything a run logs, written as it happens: `metrics.csv` (`step,tag,value` rows), a
-/// TensorBoard event file under `tensorboard/`, and `learning_curve.png` redrawn at each
-/// evaluation from the returns kept here.
-pub struct RunLog {
-    csv: std::io::BufWriter<std::fs::File>,
-    events: EventWriter,
-    curve_path: PathBuf,
-    curve_title: String,
-    training_returns: Vec<(f64, f64)>,
-    eval_returns: Vec<(f64, f64)>,
-}
-
-impl RunLog {
-    pub fn create(run_dir: &Path, curve_title: String) -> anyhow::Result<Self> {
-        let path = run_dir.join("metrics.csv");
-        let file =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut csv = std::io::BufWriter::new(file);
-        writeln!(csv, "step,tag,value")?;
-        let events_dir = run_dir.join("tensorboard");
-        let events = EventWriter::create(&events_dir)
-            .with_context(|| format!("creating an event file in {}", events_dir.display()))?;
-        Ok(Self {
-            csv,
-            events,
-            curve_path: run_dir.join("learning_curve.png"),
-            curve_title,
-            training_returns: Vec::new(),
-            eval_returns: Vec::new(),
-        })
-    }
-
-    pub fn log(&mut self, step: u64, tag: &str, value: f64) -> anyhow::Result<()> {
-        writeln!(self.csv, "{step},{tag},{value}")?;
-        self.events.add_scalar(tag, step, value)?;
-        match tag {
-            "charts/episodic_return" => self.training_returns.push((step as f64, value)),
-            "eval/episodic_return" => self.eval_returns.push((step as f64, value)),
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Flushes the logs and redraws the learning curve.
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.csv.flush()?;
-        self.events.flush()?;
-        let series = [
-            Series {
-                label: "training episodes".into(),
-                points: self.training_returns.clone(),
-            },
-            Series {
-                label: "evaluation (mean)".into(),
-                points: self.eval_returns.clone(),
-            },
-        ];
-        write_learning_curve(&self.curve_path, &self.curve_title, &series)?;
-        Ok(())
     }
 }
 
@@ -202,29 +154,81 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-/// Trains `agent` on `task` for `config.total_steps` environment steps, logging into `run_dir`.
+/// Whether a run starts afresh or continues from its latest checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    Resume,
+}
+
+/// Trains `agent` on `task` until `config.total_steps` environment steps, logging into
+/// `run_dir` and checkpointing every `config.checkpoint_every` steps. Resumed on the same
+/// machine, a run continues exactly as if it had never stopped.
 pub fn train(
     agent: &mut dyn Agent,
     task: &str,
     config: &Config,
     seed: u64,
     run_dir: &Path,
+    start: Start,
 ) -> anyhow::Result<RunSummary> {
     let assets = Assets::discover()?;
     let mut envs = VecEnv::new(task, &assets, config.num_envs, config.env_threads)?;
     let spec = envs.spec().clone();
     let (od, ad, n) = (spec.obs_dim, spec.action_dim(), config.num_envs);
-    let mut buffer = ReplayBuffer::new(config.buffer_size, od, ad);
+    let curve_title = format!("{task} {}", agent.name());
+    let (mut buffer, mut rng, mut obs, mut log, loop_state);
+    match start {
+        Start::Fresh => {
+            buffer = ReplayBuffer::new(config.buffer_size, od, ad);
+            rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5DAC_0001);
+            obs = envs.reset(seed)?.to_vec();
+            log = RunLog::create(run_dir, curve_title)?;
+            loop_state = LoopState {
+                env_steps: 0,
+                updates: 0,
+                next_eval: config.eval_every,
+                next_checkpoint: config.checkpoint_every,
+                best_eval: f64::NEG_INFINITY,
+                last_eval: f64::NAN,
+            };
+        }
+        Start::Resume => {
+            let saved = checkpoint::read_latest(run_dir, config.buffer_size, od, ad)?;
+            agent
+                .load_state(&saved.agent)
+                .context("restoring the agent from the checkpoint")?;
+            buffer = saved.buffer;
+            rng = saved.trainer.rng.to_rng();
+            obs = envs.load_state(&saved.trainer.envs)?.to_vec();
+            log = RunLog::reopen(run_dir, curve_title, &saved.trainer.log)?;
+            loop_state = LoopState {
+                env_steps: saved.trainer.env_steps,
+                updates: saved.trainer.updates,
+                next_eval: saved.trainer.next_eval,
+                next_checkpoint: saved.trainer.next_checkpoint,
+                best_eval: saved.trainer.best_eval.unwrap_or(f64::NEG_INFINITY),
+                last_eval: saved.trainer.last_eval.unwrap_or(f64::NAN),
+            };
+            eprintln!(
+                "resuming from the checkpoint at step {}",
+                loop_state.env_steps
+            );
+        }
+    }
+    let LoopState {
+        mut env_steps,
+        mut updates,
+        mut next_eval,
+        mut next_checkpoint,
+        mut best_eval,
+        mut last_eval,
+    } = loop_state;
     let mut batch = Batch::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5DAC_0001);
-    let mut log = RunLog::create(run_dir, format!("{task} {}", agent.name()))?;
-    let mut obs = envs.reset(seed)?.to_vec();
     let mut env_actions = vec![0.0; n * ad];
-    let (mut env_steps, mut updates) = (0u64, 0u64);
-    let mut best_eval = f64::NEG_INFINITY;
-    let mut last_eval = f64::NAN;
-    let mut next_eval = config.eval_every;
-    let started = Instant::now();
+    let (started, steps_at_start) = (Instant::now(), env_steps);
+    let sps =
+        |env_steps: u64| (env_steps - steps_at_start) as f64 / started.elapsed().as_secs_f64();
     let mut progress = Progress::new(config.total_steps);
     while env_steps < config.total_steps {
         let actions: Vec<f32> = if env_steps < config.warmup_steps {
@@ -260,13 +264,14 @@ pub fn train(
                 buffer.sample_into(config.batch_size, &mut rng, &mut batch);
                 let metrics = agent.update(&batch)?;
                 updates += 1;
-                for (tag, value) in &metrics {
-                    if !value.is_finite() {
-                        bail!(
-                            "{tag} became {value} at update {updates} (env step {env_steps}); \
-                             stopping. The last good parameters are those saved before this point."
-                        );
-                    }
+                if let Some((tag, value)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
+                    log.flush()?;
+                    bail!(
+                        "{tag} became {value} at update {updates} (environment step \
+                         {env_steps}): training stopped. The latest checkpoint in {} holds the \
+                         last good state.",
+                        checkpoint::checkpoints_dir(run_dir).display()
+                    );
                 }
                 if updates % 100 == 0 {
                     for (tag, value) in metrics {
@@ -283,16 +288,25 @@ pub fn train(
             last_eval = returns.iter().sum::<f64>() / returns.len() as f64;
             best_eval = best_eval.max(last_eval);
             log.log(env_steps, "eval/episodic_return", last_eval)?;
-            log.log(env_steps, "charts/SPS", sps(env_steps, &started))?;
+            log.log(env_steps, "charts/SPS", sps(env_steps))?;
             log.flush()?;
         }
-        progress.update(
-            env_steps,
-            updates,
-            sps(env_steps, &started),
-            last_eval,
-            evaluated,
-        );
+        if config.checkpoint_every > 0 && env_steps >= next_checkpoint {
+            next_checkpoint += config.checkpoint_every;
+            let trainer_state = TrainerState {
+                env_steps,
+                updates,
+                next_eval,
+                next_checkpoint,
+                best_eval: best_eval.is_finite().then_some(best_eval),
+                last_eval: last_eval.is_finite().then_some(last_eval),
+                rng: RngState::of(&rng),
+                envs: envs.save_state()?,
+                log: log.position()?,
+            };
+            checkpoint::write(run_dir, &trainer_state, &agent.save_state()?, &buffer)?;
+        }
+        progress.update(env_steps, updates, sps(env_steps), last_eval, evaluated);
     }
     progress.finish();
     log.flush()?;
@@ -306,8 +320,14 @@ pub fn train(
     })
 }
 
-fn sps(env_steps: u64, started: &Instant) -> f64 {
-    env_steps as f64 / started.elapsed().as_secs_f64()
+/// The loop's counters and evaluation results.
+struct LoopState {
+    env_steps: u64,
+    updates: u64,
+    next_eval: u64,
+    next_checkpoint: u64,
+    best_eval: f64,
+    last_eval: f64,
 }
 
 /// `runs/<task>-<algo>-seed<seed>` unless the user named one.

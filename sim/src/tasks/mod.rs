@@ -19,7 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::mujoco::{Assets, RawStepper, Sim};
-use crate::{Env, EnvSpec, MAX_REWARD_TERMS, RewardTerms, SimError, StepOutcome};
+use crate::{
+    Env, EnvSpec, EnvState, MAX_REWARD_TERMS, RewardTerms, RngState, SimError, StepOutcome,
+};
 
 /// Every task this crate provides, by Gymnasium id.
 pub const TASK_NAMES: [&str; 11] = [
@@ -285,6 +287,40 @@ impl<T: Task> Env for TaskEnv<T> {
             truncated,
             reward_terms: RewardTerms::new(T::REWARD_TERMS, terms),
         })
+    }
+
+    fn save_state(&self) -> EnvState {
+        let (physics, replay_last_substep) = self.sim.save_physics();
+        EnvState {
+            physics,
+            replay_last_substep,
+            rng: RngState::of(&self.rng),
+            elapsed_steps: self.elapsed_steps,
+            episode_over: self.episode_over,
+        }
+    }
+
+    fn load_state(&mut self, state: &EnvState) -> Result<(), SimError> {
+        if state.elapsed_steps > T::MAX_EPISODE_STEPS {
+            return Err(SimError::SavedState {
+                task: T::NAME,
+                message: format!(
+                    "{} steps into an episode of at most {}",
+                    state.elapsed_steps,
+                    T::MAX_EPISODE_STEPS
+                ),
+            });
+        }
+        self.sim
+            .load_physics(&state.physics, state.replay_last_substep)
+            .map_err(|message| SimError::SavedState {
+                task: T::NAME,
+                message,
+            })?;
+        self.rng = state.rng.to_rng();
+        self.elapsed_steps = state.elapsed_steps;
+        self.episode_over = state.episode_over;
+        Ok(())
     }
 
     fn qpos(&self) -> &[f64] {
