@@ -91,15 +91,21 @@ pub fn write(
     write_synced(&latest_partial, name.as_bytes())?;
     std::fs::rename(&latest_partial, dir.join(LATEST))?;
     sync_dir(&dir)?;
-    for entry in std::fs::read_dir(&dir)? {
+    remove_folders(&dir, |folder| folder.starts_with("step-") && folder != name)?;
+    Ok(())
+}
+
+/// Removes the folders of `dir` whose names `doomed` picks.
+fn remove_folders(dir: &Path, doomed: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let file_name = path
+        let folder = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if file_name.starts_with("step-") && file_name != name {
+        if path.is_dir() && doomed(folder) {
             std::fs::remove_dir_all(&path)
-                .with_context(|| format!("removing the old checkpoint {}", path.display()))?;
+                .with_context(|| format!("removing {}", path.display()))?;
         }
     }
     Ok(())
@@ -162,17 +168,7 @@ pub fn read_latest(
             latest.display()
         )
     })?;
-    for entry in std::fs::read_dir(&dir)? {
-        let path = entry?.path();
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if file_name.starts_with(PARTIAL_PREFIX) && path.is_dir() {
-            std::fs::remove_dir_all(&path)
-                .with_context(|| format!("removing the unfinished {}", path.display()))?;
-        }
-    }
+    remove_folders(&dir, |folder| folder.starts_with(PARTIAL_PREFIX))?;
     let checkpoint = dir.join(name.trim());
     let context = || format!("reading checkpoint {}", checkpoint.display());
 
