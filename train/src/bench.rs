@@ -13,6 +13,30 @@ pub enum BenchCommand {
     /// Environment step rates: one thread against raw mj_step, Gymnasium, and the vectorised
     /// runner's scaling.
     Env(EnvBenchArgs),
+    /// SDAC update time for the `reference` and `cpu-small` presets: floating-point operations
+    /// per update, the fraction of this machine's measured matrix-multiply peak, and (given the
+    /// authors' JAX code beside the project) their update rate in the same run.
+    Update(UpdateBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct UpdateBenchArgs {
+    /// Presets to measure.
+    #[arg(long = "preset", default_values_t = ["reference".to_string(), "cpu-small".to_string()])]
+    presets: Vec<String>,
+    /// Task whose observation and action sizes the networks take.
+    #[arg(long, default_value = "HalfCheetah-v5")]
+    env: String,
+    /// Timed updates per preset (after warm-up ones).
+    #[arg(long, default_value_t = 20)]
+    updates: usize,
+    /// Python that runs the JAX baseline (`bench_jax.py --config <preset> --updates <n>`,
+    /// printing JSON with `updates_per_s`); none by default. See BENCHMARKS.md for its setup outside this repository.
+    #[arg(long)]
+    jax_python: Option<PathBuf>,
+    /// The JAX baseline script.
+    #[arg(long)]
+    jax_script: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -37,6 +61,7 @@ pub struct EnvBenchArgs {
 pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Env(args) => bench_env(args),
+        BenchCommand::Update(args) => update::bench_update(args),
     }
 }
 
@@ -232,4 +257,210 @@ fn bench_env(args: &EnvBenchArgs) -> anyhow::Result<()> {
     println!("| 1 | {one:.0} | 1.00x |");
     println!("| 2 | {two:.0} | {:.2}x |", two / one);
     Ok(())
+}
+
+mod update {
+    //! The SDAC update on random data of the task's sizes, timed, with its FLOP count.
+
+    use std::time::Instant;
+
+    use anyhow::Context as _;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use sdac_models::TIME_EMBEDDING_DIM;
+    use sdac_models::candle::{Device, Tensor};
+
+    use super::UpdateBenchArgs;
+    use crate::config::{self, Config};
+    use crate::replay_buffer::Batch;
+    use crate::run::with_compute_threads;
+    use crate::sdac::Sdac;
+    use crate::trainer::Agent;
+
+    /// `2 x` the multiply-adds of one MLP forward pass per row, minus the first layer's first
+    /// `skipped_inputs` inputs (precomputed once per sampling chain).
+    fn mlp_flops(inputs: usize, hidden: &[usize], outputs: usize, skipped_inputs: usize) -> f64 {
+        let mut previous = inputs - skipped_inputs;
+        let mut total = 0.0;
+        for &width in hidden.iter().chain(std::iter::once(&outputs)) {
+            total += (previous * width) as f64;
+            previous = width;
+        }
+        2.0 * total
+    }
+
+    /// Matrix-multiply FLOPs of one SDAC update as this project computes it (backward passes
+    /// counted as twice the forward; element-wise work not counted).
+    pub fn sdac_update_flops(config: &Config, obs_dim: usize, act_dim: usize) -> f64 {
+        let c = &config.sdac;
+        let h = &config.hidden;
+        let (b, n, k, t) = (
+            config.batch_size as f64,
+            c.candidates as f64,
+            c.reverse_samples as f64,
+            c.diffusion_steps as f64,
+        );
+        let net_inputs = obs_dim + act_dim + TIME_EMBEDDING_DIM;
+        // The observations' part of the first layer, once per sampling chain.
+        let chain_start = 2.0 * (obs_dim * h[0]) as f64;
+        let chain_step = mlp_flops(net_inputs, h, act_dim, obs_dim);
+        let net_forward = mlp_flops(net_inputs, h, act_dim, 0);
+        let twin_forward = 2.0 * mlp_flops(obs_dim + act_dim, h, 1, 0);
+        let best_of_n = b * n * (chain_start + t * chain_step + twin_forward);
+        let critic = best_of_n + b * twin_forward + 3.0 * b * twin_forward;
+        let policy = best_of_n + b * k * twin_forward + 3.0 * b * net_forward;
+        critic + policy / config.sdac.policy_delay as f64
+    }
+
+    /// Single-matrix-product rate on this machine with the preset's compute threads.
+    fn matmul_peak_flops() -> anyhow::Result<f64> {
+        let a = Tensor::randn(0f32, 1.0, (1024, 256), &Device::Cpu)?;
+        let w = Tensor::randn(0f32, 1.0, (256, 256), &Device::Cpu)?;
+        for _ in 0..5 {
+            a.matmul(&w)?;
+        }
+        let mut best = 0.0f64;
+        for _ in 0..5 {
+            let started = Instant::now();
+            let reps = 40;
+            for _ in 0..reps {
+                a.matmul(&w)?;
+            }
+            let rate = reps as f64 * 2.0 * 1024.0 * 256.0 * 256.0 / started.elapsed().as_secs_f64();
+            best = best.max(rate);
+        }
+        Ok(best)
+    }
+
+    fn random_batch(config: &Config, obs_dim: usize, act_dim: usize, seed: u64) -> Batch {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let b = config.batch_size;
+        let mut normal = |count: usize| -> Vec<f32> {
+            (0..count).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+        };
+        Batch {
+            obs: normal(b * obs_dim),
+            actions: normal(b * act_dim),
+            rewards: normal(b),
+            next_obs: normal(b * obs_dim),
+            terminated: vec![0.0; b],
+            len: b,
+        }
+    }
+
+    struct Row {
+        preset: String,
+        config: Config,
+        ms_per_update: f64,
+        flops_per_update: f64,
+        peak: f64,
+        jax: Result<f64, String>,
+    }
+
+    fn measure(
+        preset: &str,
+        args: &UpdateBenchArgs,
+        obs_dim: usize,
+        act_dim: usize,
+    ) -> anyhow::Result<Row> {
+        let config = config::resolve(preset, &[])?;
+        let (ms_per_update, peak) = with_compute_threads(config.compute_threads, || {
+            let mut agent = Sdac::new(&config, obs_dim, act_dim, 0, &Device::Cpu)?;
+            let batch = random_batch(&config, obs_dim, act_dim, 1);
+            // Warm-up covers both kinds of update (with and without the policy step).
+            for _ in 0..2 * config.sdac.policy_delay {
+                agent.update(&batch)?;
+            }
+            let started = Instant::now();
+            for _ in 0..args.updates {
+                agent.update(&batch)?;
+            }
+            let ms = started.elapsed().as_secs_f64() * 1e3 / args.updates as f64;
+            Ok((ms, matmul_peak_flops()?))
+        })?;
+        let jax = jax_updates_per_s(preset, args);
+        Ok(Row {
+            preset: preset.to_owned(),
+            flops_per_update: sdac_update_flops(&config, obs_dim, act_dim),
+            config,
+            ms_per_update,
+            peak,
+            jax,
+        })
+    }
+
+    fn jax_updates_per_s(preset: &str, args: &UpdateBenchArgs) -> Result<f64, String> {
+        let (Some(python), Some(script)) = (&args.jax_python, &args.jax_script) else {
+            return Err("not measured (no --jax-python/--jax-script)".into());
+        };
+        eprintln!("measuring the JAX baseline for {preset} ...");
+        let output = std::process::Command::new(python)
+            .arg(script)
+            .args(["--config", preset, "--updates", &args.updates.to_string()])
+            .output()
+            .map_err(|e| format!("could not run {}: {e}", python.display()))?;
+        if !output.status.success() {
+            return Err(format!(
+                "JAX baseline failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|value| value["updates_per_s"].as_f64())
+            .ok_or_else(|| "the JAX baseline printed no updates_per_s".into())
+    }
+
+    pub fn bench_update(args: &UpdateBenchArgs) -> anyhow::Result<()> {
+        anyhow::ensure!(args.updates > 0, "--updates must be at least 1");
+        let assets = sdac_sim::Assets::discover()?;
+        let spec = sdac_sim::make_env(&args.env, &assets)?.spec().clone();
+        let (obs_dim, act_dim) = (spec.obs_dim, spec.action_dim());
+        let mut rows = Vec::new();
+        for preset in &args.presets {
+            eprintln!("measuring the SDAC update of {preset} ...");
+            rows.push(
+                measure(preset, args, obs_dim, act_dim)
+                    .with_context(|| format!("preset {preset}"))?,
+            );
+        }
+        println!(
+            "SDAC update on {} sizes (obs {obs_dim}, action {act_dim}), random batch, {} timed updates.\n",
+            args.env, args.updates
+        );
+        println!(
+            "| preset | threads | hidden | batch | N | K | T | ms/update | updates/s | GFLOP/update | GFLOP/s | matmul peak GFLOP/s | % of peak | JAX updates/s | Rust / JAX |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for row in &rows {
+            let c = &row.config;
+            let updates_per_s = 1e3 / row.ms_per_update;
+            let achieved = row.flops_per_update * updates_per_s;
+            let (jax, ratio) = match &row.jax {
+                Ok(rate) => (
+                    format!("{rate:.2}"),
+                    format!("{:.1}x", updates_per_s / rate),
+                ),
+                Err(why) => (why.clone(), "-".into()),
+            };
+            println!(
+                "| {} | {} | {:?} | {} | {} | {} | {} | {:.1} | {:.2} | {:.3} | {:.1} | {:.1} | {:.0}% | {jax} | {ratio} |",
+                row.preset,
+                c.compute_threads,
+                c.hidden,
+                c.batch_size,
+                c.sdac.candidates,
+                c.sdac.reverse_samples,
+                c.sdac.diffusion_steps,
+                row.ms_per_update,
+                updates_per_s,
+                row.flops_per_update / 1e9,
+                achieved / 1e9,
+                row.peak / 1e9,
+                100.0 * achieved / row.peak,
+            );
+        }
+        Ok(())
+    }
 }

@@ -91,7 +91,7 @@ fn device(arg: DeviceArg) -> anyhow::Result<Device> {
 /// (read at every matrix product; unset, it probes `/sys` each time). Running the whole loop
 /// inside the pool makes a one-thread pool run every kernel inline, with no hand-off between
 /// threads: on small networks that hand-off costs more than the arithmetic.
-fn with_compute_threads<R: Send>(
+pub(crate) fn with_compute_threads<R: Send>(
     threads: usize,
     work: impl FnOnce() -> anyhow::Result<R> + Send,
 ) -> anyhow::Result<R> {
