@@ -4,8 +4,10 @@
 //! `VarMap::save` writes safetensors with those names.
 
 mod adam;
+mod cpu_chain;
 mod critic;
 mod gaussian_actor;
+mod mish;
 mod mlp;
 mod noise;
 mod noise_net;

@@ -6,6 +6,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
+use crate::mish::{MishPart, mish_in_place};
+
 /// `x * tanh(softplus(x))`. On the CPU one fused pass with a single `exp` per element (candle's
 /// separate `tanh`, `exp` and `log` made Mish most of a small network's time); elsewhere the
 /// composite form, with softplus written so that neither it nor its gradient overflows:
@@ -18,93 +20,15 @@ pub fn mish(x: &Tensor) -> Result<Tensor> {
     x * softplus.tanh()?
 }
 
-/// Above this, `mish(x) = x` and its derivative is 1 to f32 precision.
-const MISH_LINEAR_FROM: f32 = 20.0;
-/// Below this, `e^x` underflows f32's normal range.
-const EXP_FLOOR: f32 = -87.0;
-
-/// `e^x` for `x` in `[EXP_FLOOR, MISH_LINEAR_FROM]`, within 2 ulp: `x = k ln 2 + r` with
-/// `|r| <= ln 2 / 2`, a degree-6 polynomial for `e^r` (the Cephes `expf` coefficients) and `2^k`
-/// written into the exponent bits. Branch-free so that the loops below vectorise (libm's `expf`
-/// is a call per element).
-#[inline(always)]
-fn exp_in_range(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in f32 arithmetic.
-    const ROUNDER: f32 = 12_582_912.0;
-    let k = (x * LOG2_E + ROUNDER) - ROUNDER;
-    let r = x - k * LN2_HI - k * LN2_LO;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    // `k + 127` sits in the low mantissa bits of `k + 127 + ROUNDER`; shifted into the exponent
-    // field it is `2^k` (no float-to-int conversion, which would not vectorise).
-    let two_to_k = f32::from_bits((k + (ROUNDER + 127.0)).to_bits() << 23);
-    e_r * two_to_k
-}
-
-/// `tanh(softplus(x))` and `sigmoid(x)` from one exponential: with `n = e^x`,
-/// `tanh(ln(1 + n)) = n (n + 2) / (n (n + 2) + 2)` and `sigmoid = n / (1 + n)`. Beyond
-/// `MISH_LINEAR_FROM` both are 1 to f32 precision; the clamp keeps `n (n + 2)` finite.
-#[inline(always)]
-fn mish_parts(x: f32) -> (f32, f32) {
-    let n = exp_in_range(x.clamp(EXP_FLOOR, MISH_LINEAR_FROM));
-    let p = n * (n + 2.0);
-    (p / (p + 2.0), n / (1.0 + n))
-}
-
-#[inline(always)]
-fn mish_value(x: f32) -> f32 {
-    x * mish_parts(x).0
-}
-
-/// `d mish / dx = tanh(sp) + x sech^2(sp) sigmoid(x)`, `sp = softplus(x)`.
-#[inline(always)]
-fn mish_derivative(x: f32) -> f32 {
-    let (t, s) = mish_parts(x);
-    t + x * (1.0 - t * t) * s
-}
-
-/// `f` over a contiguous f32 tensor. Compiled twice: for the baseline x86-64 target and, picked
-/// at run time where the CPU has them, with AVX2 and FMA (twice the lanes for the exponential).
-fn map_f32(
-    storage: &CpuStorage,
-    layout: &Layout,
-    f: impl Fn(f32) -> f32 + Copy,
-) -> Result<(CpuStorage, Shape)> {
+/// `part` of Mish over a contiguous f32 tensor, into a new one.
+fn map_f32(storage: &CpuStorage, layout: &Layout, part: MishPart) -> Result<(CpuStorage, Shape)> {
     let values = storage.as_slice::<f32>()?;
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("mish: expected a contiguous tensor")
     };
-    let input = &values[start..end];
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for.
-        let out = unsafe { map_avx2_fma(input, f) };
-        return Ok((CpuStorage::F32(out), layout.shape().clone()));
-    }
-    Ok((CpuStorage::F32(map_slice(input, f)), layout.shape().clone()))
-}
-
-#[inline(always)]
-fn map_slice(input: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
-    let mut out = vec![0.0; input.len()];
-    for (o, &x) in out.iter_mut().zip(input) {
-        *o = f(x);
-    }
-    out
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn map_avx2_fma(input: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
-    map_slice(input, f)
+    let mut out = values[start..end].to_vec();
+    mish_in_place(&mut out, part);
+    Ok((CpuStorage::F32(out), layout.shape().clone()))
 }
 
 struct Mish;
@@ -115,7 +39,7 @@ impl CustomOp1 for Mish {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_f32(storage, layout, mish_value)
+        map_f32(storage, layout, MishPart::Value)
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -133,7 +57,7 @@ impl CustomOp1 for MishDerivative {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        map_f32(storage, layout, mish_derivative)
+        map_f32(storage, layout, MishPart::Derivative)
     }
 }
 
@@ -176,6 +100,11 @@ impl Mlp {
 }
 
 impl Mlp {
+    /// The hidden layers and the output layer.
+    pub(crate) fn layers(&self) -> (&[Linear], &Linear) {
+        (&self.hidden, &self.output)
+    }
+
     /// The first layer (hidden layer 0, or the output layer of an MLP without hidden layers).
     pub fn first_layer(&self) -> &Linear {
         self.hidden.first().unwrap_or(&self.output)
@@ -198,21 +127,5 @@ impl Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_from_first(&self.first_layer().forward(x)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_in_range_is_within_two_ulp_of_exp() {
-        let mut x = EXP_FLOOR;
-        while x <= MISH_LINEAR_FROM {
-            let (approx, exact) = (exp_in_range(x), f64::from(x).exp());
-            let relative = (f64::from(approx) - exact).abs() / exact;
-            assert!(relative <= 2.5e-7, "x={x}: {approx} vs {exact}");
-            x += 0.001;
-        }
     }
 }

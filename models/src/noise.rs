@@ -23,10 +23,15 @@ impl NoiseSource {
     /// `N(0, std^2)` samples of `shape`, f32.
     pub fn normal(&mut self, shape: impl Into<Shape>, std: f64) -> Result<Tensor> {
         let shape = shape.into();
-        let values: Vec<f32> = (0..shape.elem_count())
-            .map(|_| (std * self.rng.sample::<f64, _>(StandardNormal)) as f32)
-            .collect();
+        let values = self.normal_values(shape.elem_count(), std);
         Tensor::from_vec(values, shape, &self.device)
+    }
+
+    /// The same draws as [`NoiseSource::normal`], on the host.
+    pub fn normal_values(&mut self, count: usize, std: f64) -> Vec<f32> {
+        (0..count)
+            .map(|_| (std * self.rng.sample::<f64, _>(StandardNormal)) as f32)
+            .collect()
     }
 
     /// `count` integers uniform in `0..upper`, as f32 (diffusion step indices).

@@ -70,7 +70,7 @@ impl NoiseNet {
         Tensor::cat(&[phases.sin()?, phases.cos()?], D::Minus1)? * scale
     }
 
-    fn time_features(&self, t: &Tensor) -> Result<Tensor> {
+    pub(crate) fn time_features(&self, t: &Tensor) -> Result<Tensor> {
         self.time_out.forward(&mish(
             &self.time_in.forward(&self.sinusoidal_embedding(t)?)?,
         )?)
@@ -114,6 +114,10 @@ impl NoiseNet {
             .add(&x.matmul(&chain.action_weight_t)?)?
             .broadcast_add(&shared)?;
         self.mlp.forward_from_first(&pre_activation)
+    }
+
+    pub(crate) fn mlp(&self) -> &Mlp {
+        &self.mlp
     }
 
     pub fn device(&self) -> &Device {

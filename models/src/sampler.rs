@@ -8,6 +8,7 @@
 
 use candle_core::{D, DType, Result, Tensor};
 
+use crate::cpu_chain::CpuChain;
 use crate::critic::TwinCritic;
 use crate::noise::NoiseSource;
 use crate::noise_net::NoiseNet;
@@ -26,8 +27,57 @@ impl DiffusionSampler {
     }
 
     /// One reverse chain per row of `obs` (`[M, obs_dim]`); returns the final sample before its
-    /// last clip, `[M, act_dim]`.
+    /// last clip, `[M, act_dim]`. On the CPU (f32) the chain runs as plain loops
+    /// ([`DiffusionSampler::sample_on_host`]); elsewhere as tensor operations
+    /// ([`DiffusionSampler::sample_with_tensors`]). Both draw the same noise in the same order.
     pub fn sample(
+        &self,
+        net: &NoiseNet,
+        obs: &Tensor,
+        act_dim: usize,
+        noise: &mut NoiseSource,
+    ) -> Result<Tensor> {
+        if obs.device().is_cpu() && obs.dtype() == DType::F32 {
+            self.sample_on_host(net, obs, act_dim, noise)
+        } else {
+            self.sample_with_tensors(net, obs, act_dim, noise)
+        }
+    }
+
+    /// [`DiffusionSampler::sample`] as host loops around `gemm` (CPU tensors only).
+    pub fn sample_on_host(
+        &self,
+        net: &NoiseNet,
+        obs: &Tensor,
+        act_dim: usize,
+        noise: &mut NoiseSource,
+    ) -> Result<Tensor> {
+        let rows = obs.dim(0)?;
+        let s = &self.schedule;
+        let mut x = noise.normal_values(rows * act_dim, self.init_std);
+        let mut chain = CpuChain::new(net, obs, s.steps())?;
+        let mut eps = vec![0.0f32; rows * act_dim];
+        for t in (0..s.steps()).rev() {
+            chain.predict_noise(&x, t, &mut eps)?;
+            let abar = s.alpha_bars[t];
+            let (x_scale, eps_scale) = ((1.0 / abar).sqrt() as f32, (1.0 / abar - 1.0).sqrt() as f32);
+            let (coef_x0, coef_xt) = (s.posterior_coef_x0[t] as f32, s.posterior_coef_xt[t] as f32);
+            for (x, e) in x.iter_mut().zip(&eps) {
+                let x0 = (*x * x_scale - e * eps_scale).clamp(-1.0, 1.0);
+                *x = x0 * coef_x0 + *x * coef_xt;
+            }
+            if t > 0 {
+                let sigma = s.posterior_variance[t].max(1e-20).sqrt();
+                for (x, z) in x.iter_mut().zip(noise.normal_values(rows * act_dim, sigma)) {
+                    *x += z;
+                }
+            }
+        }
+        Tensor::from_vec(x, (rows, act_dim), obs.device())
+    }
+
+    /// [`DiffusionSampler::sample`] as tensor operations, on any device.
+    pub fn sample_with_tensors(
         &self,
         net: &NoiseNet,
         obs: &Tensor,

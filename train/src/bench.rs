@@ -27,6 +27,9 @@ pub struct UpdateBenchArgs {
     /// Task whose observation and action sizes the networks take.
     #[arg(long, default_value = "HalfCheetah-v5")]
     env: String,
+    /// Override a config field of every measured preset, e.g. `--set compute_threads=2`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
     /// Timed updates per preset (after warm-up ones).
     #[arg(long, default_value_t = 20)]
     updates: usize,
@@ -363,7 +366,7 @@ mod update {
         obs_dim: usize,
         act_dim: usize,
     ) -> anyhow::Result<Row> {
-        let config = config::resolve(preset, &[])?;
+        let config = config::resolve(preset, &args.overrides)?;
         let (ms_per_update, peak) = with_compute_threads(config.compute_threads, || {
             let mut agent = Sdac::new(&config, obs_dim, act_dim, 0, &Device::Cpu)?;
             let batch = random_batch(&config, obs_dim, act_dim, 1);
