@@ -19,6 +19,7 @@
 //! # Ok::<(), sdac_sim::SimError>(())
 //! ```
 
+pub mod bridge;
 mod env;
 mod error;
 mod mujoco;
