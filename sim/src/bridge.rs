@@ -1,12 +1,15 @@
 //! The simulator side of sim-in-the-loop: one task stepped against commands that arrive over a
 //! [`Transport`] (ROS 2 in `sdac-sim-bridge`, an in-process stand-in in tests).
 //!
-//! Each observation carries a sequence number; a controller answers it by echoing that number
-//! with its command, so the bridge knows which observation a command belongs to and measures
-//! observation-to-command latency on its own monotonic clock.
+//! Each observation carries a stamp: the wall-clock time of its first publication in
+//! nanoseconds since the UNIX epoch, made strictly increasing so that it also names the
+//! observation. A controller answers an observation by echoing its stamp with the command, so
+//! the bridge knows which observation a command belongs to and measures observation-to-command
+//! latency on its own monotonic clock (other processes on the host can compare the stamp with
+//! their wall clock).
 //!
-//! - **Lockstep** ([`Pacing::Lockstep`]): publish observation `seq`, wait for the command that
-//!   answers `seq` (re-publishing the observation every `resend_interval`, since observations
+//! - **Lockstep** ([`Pacing::Lockstep`]): publish an observation, wait for the command that
+//!   answers its stamp (re-publishing the observation every `resend_interval`, since observations
 //!   travel best effort), then step. A command that does not come within `command_timeout`
 //!   counts as a timeout and the previous action is held for that step.
 //! - **Real time** ([`Pacing::RealTime`]): step at a fixed rate with the newest good command,
@@ -52,8 +55,8 @@ pub fn accept_command(command: &[f64], action: &mut [f64]) -> Result<(), BadComm
 /// A command as the transport received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
-    /// The sequence number of the observation this command answers, when it names one.
-    pub answers_seq: Option<u64>,
+    /// The stamp of the observation this command answers, when it names one.
+    pub answers_stamp: Option<u64>,
     /// The action in environment units, as sent (not yet checked).
     pub values: Vec<f64>,
 }
@@ -62,8 +65,8 @@ pub struct Command {
 pub trait Transport {
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Publishes observation number `seq` (raw, environment units).
-    fn publish_observation(&mut self, seq: u64, obs_raw: &[f64]) -> Result<(), Self::Error>;
+    /// Publishes the observation stamped `stamp` (raw, environment units).
+    fn publish_observation(&mut self, stamp: u64, obs_raw: &[f64]) -> Result<(), Self::Error>;
 
     /// The next command received, waiting at most until `deadline`; `None` when none came.
     fn next_command(&mut self, deadline: Instant) -> Result<Option<Command>, Self::Error>;
@@ -179,7 +182,8 @@ pub fn run_bridge<T: Transport>(
     let mut state = RunState {
         obs_raw: vec![0.0; spec.obs_dim],
         action: vec![0.0; spec.action_dim()],
-        seq: 0,
+        stamp: 0,
+        published: 0,
         published_at: [None; PUBLISHED_HISTORY],
         latencies_us: Vec::new(),
         report: BridgeReport {
@@ -254,27 +258,40 @@ struct RunState {
     obs_raw: Vec<f64>,
     /// The action applied at the next step: the last good command of the episode.
     action: Vec<f64>,
-    /// Sequence number of the last published observation (the first is 1).
-    seq: u64,
-    /// `(seq, when)` of recent publications, indexed by `seq % PUBLISHED_HISTORY`.
+    /// Stamp of the last published observation.
+    stamp: u64,
+    /// Observations published so far (not counting re-sends).
+    published: u64,
+    /// `(stamp, when)` of recent publications, indexed by `published % PUBLISHED_HISTORY`.
     published_at: [Option<(u64, Instant)>; PUBLISHED_HISTORY],
     latencies_us: Vec<f64>,
     report: BridgeReport,
 }
 
 impl RunState {
-    /// Publishes the current observation under a new sequence number.
+    /// Publishes the current observation under a new stamp.
     fn publish<T: Transport>(&mut self, transport: &mut T) -> Result<(), BridgeError<T::Error>> {
-        self.seq += 1;
+        self.stamp = wall_clock_ns().max(self.stamp + 1);
         self.resend(transport)?;
-        self.published_at[slot(self.seq)] = Some((self.seq, Instant::now()));
+        self.published += 1;
+        self.published_at[(self.published % PUBLISHED_HISTORY as u64) as usize] =
+            Some((self.stamp, Instant::now()));
         Ok(())
     }
 
-    /// Publishes the current observation again under its sequence number.
+    /// When the observation stamped `stamp` was first published, if it is a recent one.
+    fn published_at(&self, stamp: u64) -> Option<Instant> {
+        self.published_at
+            .iter()
+            .flatten()
+            .find(|(s, _)| *s == stamp)
+            .map(|(_, at)| *at)
+    }
+
+    /// Publishes the current observation again under its stamp.
     fn resend<T: Transport>(&mut self, transport: &mut T) -> Result<(), BridgeError<T::Error>> {
         transport
-            .publish_observation(self.seq, &self.obs_raw)
+            .publish_observation(self.stamp, &self.obs_raw)
             .map_err(BridgeError::Transport)?;
         self.report.observations_published += 1;
         Ok(())
@@ -308,7 +325,7 @@ impl RunState {
             else {
                 continue;
             };
-            if command.answers_seq == Some(self.seq) {
+            if command.answers_stamp == Some(self.stamp) {
                 self.take(&command);
                 return Ok(());
             }
@@ -327,9 +344,9 @@ impl RunState {
             .next_command(deadline)
             .map_err(BridgeError::Transport)?
         {
-            let known = command.answers_seq.is_some_and(
-                |seq| matches!(self.published_at[slot(seq)], Some((s, _)) if s == seq),
-            );
+            let known = command
+                .answers_stamp
+                .is_some_and(|stamp| self.published_at(stamp).is_some());
             if known {
                 self.take(&command);
             } else {
@@ -343,9 +360,9 @@ impl RunState {
     /// it is good.
     fn take(&mut self, command: &Command) {
         let received_at = Instant::now();
-        if let Some(seq) = command.answers_seq
-            && let Some((s, published)) = self.published_at[slot(seq)]
-            && s == seq
+        if let Some(published) = command
+            .answers_stamp
+            .and_then(|stamp| self.published_at(stamp))
         {
             self.latencies_us
                 .push(received_at.duration_since(published).as_secs_f64() * 1e6);
@@ -357,8 +374,11 @@ impl RunState {
     }
 }
 
-fn slot(seq: u64) -> usize {
-    (seq % PUBLISHED_HISTORY as u64) as usize
+/// Nanoseconds since the UNIX epoch on the system clock (0 if the clock is before it).
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -401,19 +421,33 @@ mod tests {
         assert_eq!(LatencyStats::from_samples(&mut []), LatencyStats::default());
     }
 
-    /// Answers each observation at once with `controller(seq, obs)`, or not at all.
+    /// Answers each observation at once with `controller(n, stamp, obs)` (`n`: 1 for the first
+    /// observation, re-sends keep their number), or not at all.
     struct Loopback<F> {
         controller: F,
         pending: VecDeque<Command>,
-        observations: Vec<(u64, Vec<f64>)>,
+        stamps: Vec<u64>,
     }
 
-    impl<F: FnMut(u64, &[f64]) -> Option<Command>> Transport for Loopback<F> {
+    impl<F> Loopback<F> {
+        fn new(controller: F) -> Self {
+            Self {
+                controller,
+                pending: VecDeque::new(),
+                stamps: Vec::new(),
+            }
+        }
+    }
+
+    impl<F: FnMut(usize, u64, &[f64]) -> Option<Command>> Transport for Loopback<F> {
         type Error = std::io::Error;
 
-        fn publish_observation(&mut self, seq: u64, obs_raw: &[f64]) -> Result<(), Self::Error> {
-            self.observations.push((seq, obs_raw.to_vec()));
-            self.pending.extend((self.controller)(seq, obs_raw));
+        fn publish_observation(&mut self, stamp: u64, obs_raw: &[f64]) -> Result<(), Self::Error> {
+            if self.stamps.last() != Some(&stamp) {
+                self.stamps.push(stamp);
+            }
+            let n = self.stamps.len();
+            self.pending.extend((self.controller)(n, stamp, obs_raw));
             Ok(())
         }
 
@@ -457,16 +491,12 @@ mod tests {
         let assets = Assets::discover().unwrap();
         let mut env = make_env("InvertedPendulum-v5", &assets).unwrap();
         let gain = 2.0;
-        let mut transport = Loopback {
-            controller: |seq, obs: &[f64]| {
-                Some(Command {
-                    answers_seq: Some(seq),
-                    values: vec![(gain * obs[1]).clamp(-3.0, 3.0)],
-                })
-            },
-            pending: VecDeque::new(),
-            observations: Vec::new(),
-        };
+        let mut transport = Loopback::new(|_, stamp, obs: &[f64]| {
+            Some(Command {
+                answers_stamp: Some(stamp),
+                values: vec![(gain * obs[1]).clamp(-3.0, 3.0)],
+            })
+        });
         let mut seen = Vec::new();
         let report = run_bridge(env.as_mut(), &mut transport, &lockstep(1000), |e| {
             seen.push(e.episode)
@@ -481,38 +511,30 @@ mod tests {
         assert_eq!(report.bad_commands + report.command_timeouts, 0);
         assert_eq!(report.commands_received, report.steps);
         assert_eq!(report.command_latency.count as u64, report.steps);
-        let seqs: Vec<u64> = transport.observations.iter().map(|(s, _)| *s).collect();
-        assert_eq!(seqs, (1..=report.steps).collect::<Vec<_>>());
+        assert_eq!(transport.stamps.len() as u64, report.steps);
+        assert!(transport.stamps.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
     fn bad_stale_and_missing_commands_are_counted_and_never_applied() {
         let assets = Assets::discover().unwrap();
         let mut env = make_env("InvertedPendulum-v5", &assets).unwrap();
-        // seq 1: NaN; 2: wrong length; 3: answers an old observation, then nothing (timeout);
+        // 1: NaN; 2: wrong length; 3: answers an older observation, then nothing (timeout);
         // later: 0.0, the same as the held action, so the episode is the zero-action episode.
-        let mut transport = Loopback {
-            controller: |seq, _: &[f64]| match seq {
-                1 => Some(Command {
-                    answers_seq: Some(1),
-                    values: vec![f64::NAN],
-                }),
-                2 => Some(Command {
-                    answers_seq: Some(2),
-                    values: vec![0.0, 0.0],
-                }),
-                3 => Some(Command {
-                    answers_seq: Some(1),
-                    values: vec![0.0],
-                }),
-                _ => Some(Command {
-                    answers_seq: Some(seq),
-                    values: vec![0.0],
-                }),
-            },
-            pending: VecDeque::new(),
-            observations: Vec::new(),
-        };
+        let mut first_stamp = None;
+        let mut transport = Loopback::new(|n, stamp, _: &[f64]| {
+            let first = *first_stamp.get_or_insert(stamp);
+            let (answers, values) = match n {
+                1 => (stamp, vec![f64::NAN]),
+                2 => (stamp, vec![0.0, 0.0]),
+                3 => (first, vec![0.0]),
+                _ => (stamp, vec![0.0]),
+            };
+            Some(Command {
+                answers_stamp: Some(answers),
+                values,
+            })
+        });
         let mut config = lockstep(5);
         config.episodes = 1;
         let report = run_bridge(env.as_mut(), &mut transport, &config, |_| {}).unwrap();
