@@ -6,8 +6,8 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use crate::mish::{MishPart, mish_in_place};
 use crate::noise_net::{NoiseNet, TIME_EMBEDDING_DIM};
+use sdac_runtime::mish::{MishPart, mish_in_place};
 
 /// A dense layer as row-major `[outputs, inputs]` weights and a bias.
 struct Dense {
@@ -25,7 +25,11 @@ impl Dense {
             None => vec![0.0; outputs],
         };
         Ok(Self {
-            weight: linear.weight().to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+            weight: linear
+                .weight()
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()?,
             bias,
             inputs,
             outputs,
@@ -67,9 +71,11 @@ impl CpuChain {
             .matmul(&first_weight.narrow(1, 0, obs_dim)?.t()?)?;
         let step_indices: Vec<f32> = (0..steps).map(|t| t as f32).collect();
         let step_indices = Tensor::from_vec(step_indices, steps, obs.device())?;
-        let mut time_part = net
-            .time_features(&step_indices)?
-            .matmul(&first_weight.narrow(1, obs_dim + act_dim, TIME_EMBEDDING_DIM)?.t()?)?;
+        let mut time_part = net.time_features(&step_indices)?.matmul(
+            &first_weight
+                .narrow(1, obs_dim + act_dim, TIME_EMBEDDING_DIM)?
+                .t()?,
+        )?;
         if let Some(bias) = first.bias() {
             time_part = time_part.broadcast_add(bias)?;
         }
@@ -79,14 +85,23 @@ impl CpuChain {
             .map(Dense::of)
             .collect::<Result<Vec<_>>>()?;
         layers.push(Dense::of(output)?);
-        let widest = layers.iter().map(|l| l.outputs).max().unwrap_or(0).max(width_0);
-        let host = |t: Tensor| -> Result<Vec<f32>> {
-            t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()
-        };
+        let widest = layers
+            .iter()
+            .map(|l| l.outputs)
+            .max()
+            .unwrap_or(0)
+            .max(width_0);
+        let host =
+            |t: Tensor| -> Result<Vec<f32>> { t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1() };
         let threads = rayon::current_num_threads().max(1);
         let chunk_rows = rows.div_ceil(threads).max(1);
         let scratch = (0..rows.div_ceil(chunk_rows))
-            .map(|_| [vec![0.0; chunk_rows * widest], vec![0.0; chunk_rows * widest]])
+            .map(|_| {
+                [
+                    vec![0.0; chunk_rows * widest],
+                    vec![0.0; chunk_rows * widest],
+                ]
+            })
             .collect();
         Ok(Self {
             rows,
@@ -125,7 +140,10 @@ impl CpuChain {
             .scratch
             .iter_mut()
             .zip(self.obs_part.chunks(chunk_rows * w0))
-            .zip(x.chunks(chunk_rows * ad).zip(eps.chunks_mut(chunk_rows * ad)));
+            .zip(
+                x.chunks(chunk_rows * ad)
+                    .zip(eps.chunks_mut(chunk_rows * ad)),
+            );
         if single_chunk {
             for ((scratch, obs_part), (x, eps)) in chunks {
                 net.predict(scratch, obs_part, x, eps);
@@ -178,7 +196,14 @@ impl ChainNet<'_> {
                 row.copy_from_slice(&layer.bias);
             }
             let inputs = &input[..rows * layer.inputs];
-            accumulate_product(out, inputs, &layer.weight, rows, layer.inputs, layer.outputs);
+            accumulate_product(
+                out,
+                inputs,
+                &layer.weight,
+                rows,
+                layer.inputs,
+                layer.outputs,
+            );
             if i != last {
                 mish_in_place(out, MishPart::Value);
                 std::mem::swap(&mut input, &mut output);

@@ -4,18 +4,23 @@
 //! `VarMap::save` writes safetensors with those names.
 
 mod adam;
+mod artifact;
 mod cpu_chain;
 mod critic;
 mod gaussian_actor;
-mod mish;
 mod mlp;
 mod noise;
 mod noise_net;
 mod params;
+mod policy;
 mod sampler;
 mod schedule;
+mod student;
 
 pub use adam::{Adam, ScalarAdam};
+pub use artifact::{
+    ArtifactError, policy_bytes, policy_from_bytes, read_metadata, read_policy, write_policy,
+};
 pub use critic::TwinCritic;
 pub use gaussian_actor::GaussianActor;
 pub use mlp::{Mlp, mish};
@@ -25,8 +30,10 @@ pub use params::{
     TensorMap, copy_params, export_vars, import_vars, polyak_update, seeded_var_builder,
     sorted_vars,
 };
+pub use policy::{CandlePolicy, PolicyError, check_metadata};
 pub use sampler::DiffusionSampler;
 pub use schedule::DiffusionSchedule;
+pub use student::{DdimSampler, student_timesteps};
 
 /// candle's tensor crate, re-exported so dependants use the same version.
 pub use candle_core as candle;

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
-use crate::mish::{MishPart, mish_in_place};
+use sdac_runtime::mish::{MishPart, mish_in_place};
 
 /// `x * tanh(softplus(x))`. On the CPU one fused pass with a single `exp` per element (candle's
 /// separate `tanh`, `exp` and `log` made Mish most of a small network's time); elsewhere the

@@ -5,6 +5,7 @@
 //! samplers draw from ([`NoiseRng`]).
 
 pub mod format;
+pub mod mish;
 mod rng;
 
 pub use rng::NoiseRng;

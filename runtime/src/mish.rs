@@ -9,7 +9,7 @@ const EXP_FLOOR: f32 = -87.0;
 
 /// Which function [`mish_in_place`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MishPart {
+pub enum MishPart {
     /// `x tanh(softplus(x))`.
     Value,
     /// `d mish / dx`.
@@ -17,7 +17,7 @@ pub(crate) enum MishPart {
 }
 
 /// Replaces every value `x` by `part(x)`.
-pub(crate) fn mish_in_place(values: &mut [f32], part: MishPart) {
+pub fn mish_in_place(values: &mut [f32], part: MishPart) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
@@ -114,7 +114,10 @@ mod tests {
     fn exp_in_range_is_within_two_ulp_of_exp() {
         let mut x = EXP_FLOOR;
         while x <= MISH_LINEAR_FROM {
-            for (approx, which) in [(exp_in_range::<false>(x), "plain"), (exp_in_range::<true>(x), "fma")] {
+            for (approx, which) in [
+                (exp_in_range::<false>(x), "plain"),
+                (exp_in_range::<true>(x), "fma"),
+            ] {
                 let exact = f64::from(x).exp();
                 let relative = (f64::from(approx) - exact).abs() / exact;
                 assert!(relative <= 2.5e-7, "{which} x={x}: {approx} vs {exact}");
