@@ -1,7 +1,14 @@
-//! The robot side over ROS 2. Present: the standard message types the node speaks, as serde
-//! structs with the field order of the ROS 2 IDL, and the check every observation passes before
-//! it reaches the policy. The node itself (DDS, control thread, watchdog) is not written yet.
+//! The robot side over ROS 2: the standard message types the node speaks (serde structs with
+//! the field order of the ROS 2 IDL), the QoS profiles of its topics, small DDS helpers, and the
+//! policy node `sdac-node`.
 
+pub mod dds;
 pub mod msg;
+pub mod qos;
 
-pub use msg::{ObservationError, observation_from_message};
+pub use msg::{
+    CDR_LE_HEADER, CdrError, DiagnosticArray, DiagnosticStatus, Float64MultiArray, Header,
+    JointState, KeyValue, MultiArrayDimension, MultiArrayLayout, ObservationError, RosMessage,
+    Time, from_cdr, observation_from_joint_state, observation_from_message, parse_stamp,
+    stamp_label, to_cdr,
+};
