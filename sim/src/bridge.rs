@@ -76,10 +76,7 @@ pub trait Transport {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pacing {
     /// Step once the command answering the last observation arrived (or timed out).
-    Lockstep {
-        command_timeout: Duration,
-        resend_interval: Duration,
-    },
+    Lockstep { command_timeout: Duration },
     /// Step every `period` with the newest good command.
     RealTime { period: Duration },
 }
@@ -91,6 +88,13 @@ pub struct BridgeConfig {
     /// Episode `i` resets the task with seed `seed + i`.
     pub seed: u64,
     pub pacing: Pacing,
+    /// How long the first observation waits for its answer (re-sent meanwhile) before the run
+    /// fails with [`BridgeError::NoController`]: the time a controller may take to start and
+    /// discover the bridge.
+    pub startup_timeout: Duration,
+    /// How often an unanswered observation is published again (observations travel best
+    /// effort): while waiting for the first answer, and in lockstep.
+    pub resend_interval: Duration,
 }
 
 /// One finished episode.
@@ -168,6 +172,8 @@ pub enum BridgeError<E: std::error::Error + 'static> {
     Sim(#[from] SimError),
     #[error("transport: {0}")]
     Transport(#[source] E),
+    #[error("no controller answered the first observation within {0:?}")]
+    NoController(Duration),
 }
 
 /// Runs `config.episodes` episodes of `env` against commands from `transport`. `on_episode`
@@ -222,10 +228,17 @@ pub fn run_bridge<T: Transport>(
         let mut next_step_at = Instant::now();
         loop {
             match config.pacing {
-                Pacing::Lockstep {
-                    command_timeout,
-                    resend_interval,
-                } => state.await_answer(transport, command_timeout, resend_interval)?,
+                _ if state.published == 0 => {
+                    if !state.await_answer(transport, config.startup_timeout, config)? {
+                        return Err(BridgeError::NoController(config.startup_timeout));
+                    }
+                    next_step_at = Instant::now();
+                }
+                Pacing::Lockstep { command_timeout } => {
+                    if !state.await_answer(transport, command_timeout, config)? {
+                        state.report.command_timeouts += 1;
+                    }
+                }
                 Pacing::RealTime { period } => {
                     state.publish(transport)?;
                     next_step_at += period;
@@ -297,26 +310,25 @@ impl RunState {
         Ok(())
     }
 
-    /// Lockstep: publishes, then takes commands until one answers this observation (applied
-    /// when good) or `timeout` passes (the previous action is held).
+    /// Publishes, then takes commands until one answers this observation (applied when good;
+    /// `true`) or `timeout` passes (the previous action is held; `false`).
     fn await_answer<T: Transport>(
         &mut self,
         transport: &mut T,
         timeout: Duration,
-        resend_interval: Duration,
-    ) -> Result<(), BridgeError<T::Error>> {
+        config: &BridgeConfig,
+    ) -> Result<bool, BridgeError<T::Error>> {
         self.publish(transport)?;
         let give_up_at = Instant::now() + timeout;
-        let mut resend_at = Instant::now() + resend_interval;
+        let mut resend_at = Instant::now() + config.resend_interval;
         loop {
             let now = Instant::now();
             if now >= give_up_at {
-                self.report.command_timeouts += 1;
-                return Ok(());
+                return Ok(false);
             }
             if now >= resend_at {
                 self.resend(transport)?;
-                resend_at = now + resend_interval;
+                resend_at = now + config.resend_interval;
             }
             let wait_until = give_up_at.min(resend_at);
             let Some(command) = transport
@@ -327,7 +339,7 @@ impl RunState {
             };
             if command.answers_stamp == Some(self.stamp) {
                 self.take(&command);
-                return Ok(());
+                return Ok(true);
             }
             self.report.stale_commands += 1;
         }
@@ -466,8 +478,9 @@ mod tests {
             seed: 5,
             pacing: Pacing::Lockstep {
                 command_timeout: Duration::from_millis(timeout_ms),
-                resend_interval: Duration::from_millis(timeout_ms),
             },
+            startup_timeout: Duration::from_millis(timeout_ms),
+            resend_interval: Duration::from_millis(timeout_ms),
         }
     }
 
@@ -544,5 +557,14 @@ mod tests {
         let (expected, steps) = direct_return(env.as_mut(), config.seed, 0.0);
         assert_eq!(report.episodes[0].episode_return, expected);
         assert_eq!(report.episodes[0].steps, steps);
+    }
+
+    #[test]
+    fn a_run_without_controller_fails() {
+        let assets = Assets::discover().unwrap();
+        let mut env = make_env("InvertedPendulum-v5", &assets).unwrap();
+        let mut transport = Loopback::new(|_, _, _: &[f64]| None);
+        let err = run_bridge(env.as_mut(), &mut transport, &lockstep(5), |_| {}).unwrap_err();
+        assert!(matches!(err, BridgeError::NoController(_)), "{err}");
     }
 }

@@ -20,6 +20,8 @@
 //! ```
 
 pub mod bridge;
+#[cfg(feature = "ros")]
+pub mod bridge_dds;
 mod env;
 mod error;
 mod mujoco;

@@ -1,0 +1,158 @@
+//! The bridge's [`Transport`] over ROS 2 (feature `ros`): observations out as
+//! `std_msgs/Float64MultiArray` with the sensor-data QoS, commands in as
+//! `std_msgs/Float64MultiArray` with the command QoS, both with the stamp convention of
+//! [`sdac_ros::stamp_label`] (the observation's label is `obs;stamp=<ns>`, the command that
+//! answers it `action;stamp=<ns>`).
+//!
+//! ros2-client is async: one thread spins the node, another turns the command stream into a
+//! channel that [`DdsTransport::next_command`] waits on with a deadline.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Instant;
+
+use futures::StreamExt;
+use sdac_ros::dds::{self, DdsError};
+use sdac_ros::{Float64MultiArray, parse_stamp, qos, stamp_label};
+
+use crate::bridge::{Command, Transport};
+
+/// Commands waiting for the bridge; more are dropped (and counted by the bridge as missing).
+const COMMAND_QUEUE: usize = 256;
+
+/// Why the ROS 2 side of the bridge failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DdsTransportError {
+    #[error(transparent)]
+    Dds(#[from] DdsError),
+    #[error("creating the ROS 2 spinner: {0}")]
+    Spinner(String),
+    #[error("publishing an observation: {0}")]
+    Publish(String),
+    #[error("the command subscription stopped")]
+    SubscriptionClosed,
+}
+
+/// Topics and domain of a [`DdsTransport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdsTopics {
+    pub domain_id: u16,
+    pub node_name: String,
+    pub obs_topic: String,
+    pub cmd_topic: String,
+}
+
+/// ROS 2 publisher of observations and subscriber of commands.
+pub struct DdsTransport {
+    observations: ros2_client::Publisher<Float64MultiArray>,
+    commands: Receiver<Command>,
+    /// Kept alive for as long as the publisher.
+    _node: ros2_client::Node,
+}
+
+impl DdsTransport {
+    /// Joins the domain, creates the node, the publisher and the subscription, and starts the
+    /// spinner and receiver threads.
+    pub fn new(topics: &DdsTopics) -> Result<Self, DdsTransportError> {
+        let context = dds::context(topics.domain_id)?;
+        let mut node = dds::node(&context, &topics.node_name)?;
+        let observations =
+            dds::publisher::<Float64MultiArray>(&mut node, &topics.obs_topic, qos::SENSOR_DATA)?;
+        let subscription =
+            dds::subscription::<Float64MultiArray>(&mut node, &topics.cmd_topic, qos::COMMAND)?;
+        let spinner = node
+            .spinner()
+            .map_err(|e| DdsTransportError::Spinner(format!("{e:?}")))?;
+        std::thread::Builder::new()
+            .name("ros2-spinner".into())
+            .spawn(move || futures::executor::block_on(spinner.spin()))
+            .map_err(|e| DdsTransportError::Spinner(e.to_string()))?;
+        let (sender, commands) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
+        std::thread::Builder::new()
+            .name("ros2-commands".into())
+            .spawn(move || futures::executor::block_on(forward_commands(subscription, sender)))
+            .map_err(|e| DdsTransportError::Spinner(e.to_string()))?;
+        Ok(Self {
+            observations,
+            commands,
+            _node: node,
+        })
+    }
+}
+
+/// Reads every command message and sends it to the bridge until the bridge is gone. Messages
+/// that fail to deserialise are dropped (ros2-client logs them).
+async fn forward_commands(
+    subscription: ros2_client::Subscription<Float64MultiArray>,
+    sender: SyncSender<Command>,
+) {
+    let mut stream = Box::pin(subscription.async_stream());
+    while let Some(received) = stream.next().await {
+        let Ok((message, _info)) = received else {
+            continue;
+        };
+        match sender.try_send(command_from_message(message)) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+/// The command a message carries: the values from the layout's `data_offset` on (none when the
+/// offset is past the end, which the bridge refuses as a wrong length) and the stamp in its
+/// label.
+fn command_from_message(mut message: Float64MultiArray) -> Command {
+    let answers_stamp = parse_stamp(message.label());
+    let offset = usize::try_from(message.layout.data_offset).unwrap_or(usize::MAX);
+    let values = if offset <= message.data.len() {
+        message.data.split_off(offset)
+    } else {
+        Vec::new()
+    };
+    Command {
+        answers_stamp,
+        values,
+    }
+}
+
+impl Transport for DdsTransport {
+    type Error = DdsTransportError;
+
+    fn publish_observation(&mut self, stamp: u64, obs_raw: &[f64]) -> Result<(), Self::Error> {
+        // ros2-client publishes by value: each observation is a new message.
+        let message = Float64MultiArray::vector(&stamp_label("obs", stamp), obs_raw.to_vec());
+        self.observations
+            .publish(message)
+            .map_err(|e| DdsTransportError::Publish(format!("{e:?}")))
+    }
+
+    fn next_command(&mut self, deadline: Instant) -> Result<Option<Command>, Self::Error> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self.commands.recv_timeout(timeout) {
+            Ok(command) => Ok(Some(command)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(DdsTransportError::SubscriptionClosed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_carry_their_stamp_and_the_values_after_data_offset() {
+        let mut message = Float64MultiArray::vector(&stamp_label("action", 42), vec![9.0, 1.5]);
+        message.layout.data_offset = 1;
+        assert_eq!(
+            command_from_message(message.clone()),
+            Command {
+                answers_stamp: Some(42),
+                values: vec![1.5]
+            }
+        );
+        message.layout.data_offset = 3;
+        assert_eq!(command_from_message(message).values, Vec::<f64>::new());
+        let plain = Float64MultiArray::vector("", vec![0.5]);
+        assert_eq!(command_from_message(plain).answers_stamp, None);
+    }
+}
