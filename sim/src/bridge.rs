@@ -158,7 +158,8 @@ pub struct BridgeReport {
     pub command_timeouts: u64,
     /// Real time: steps that started later than one period after the previous one.
     pub step_overruns: u64,
-    /// Observation published -> command answering it received.
+    /// Observation published -> command answering it received (the first observation of the
+    /// run, answered once the controller discovered the bridge, is left out).
     pub command_latency: LatencyStats,
 }
 
@@ -232,6 +233,8 @@ pub fn run_bridge<T: Transport>(
                     if !state.await_answer(transport, config.startup_timeout, config)? {
                         return Err(BridgeError::NoController(config.startup_timeout));
                     }
+                    // The first answer waited for discovery: not a latency of the loop.
+                    state.latencies_us.clear();
                     next_step_at = Instant::now();
                 }
                 Pacing::Lockstep { command_timeout } => {
@@ -523,7 +526,7 @@ mod tests {
         }
         assert_eq!(report.bad_commands + report.command_timeouts, 0);
         assert_eq!(report.commands_received, report.steps);
-        assert_eq!(report.command_latency.count as u64, report.steps);
+        assert_eq!(report.command_latency.count as u64, report.steps - 1);
         assert_eq!(transport.stamps.len() as u64, report.steps);
         assert!(transport.stamps.windows(2).all(|w| w[0] < w[1]));
     }
