@@ -139,3 +139,362 @@ pub struct Provenance {
     /// The number of sampler steps of a distilled student; `None` for the teacher.
     pub student_steps: Option<usize>,
 }
+
+/// The largest observation or action dimension a reader accepts.
+pub const MAX_IO_DIM: usize = 4096;
+/// The largest hidden layer width a reader accepts.
+pub const MAX_HIDDEN_WIDTH: usize = 8192;
+/// The most hidden layers a network may have.
+pub const MAX_HIDDEN_LAYERS: usize = 16;
+/// The most candidates a best-of-N sampler may draw.
+pub const MAX_CANDIDATES: usize = 1024;
+/// The longest diffusion schedule a reader accepts.
+pub const MAX_SCHEDULE_STEPS: usize = 1000;
+/// The most parameters (f32 values over all tensors) a policy may hold: 256 MiB of weights.
+pub const MAX_PARAMETERS: usize = 1 << 26;
+/// The most noise values (`n_noise * act_dim`) one action may consume: 64 MiB.
+pub const MAX_NOISE_VALUES: usize = 1 << 24;
+
+/// Why a [`Metadata`] is not a policy this version can run. Each message names the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetadataError {
+    #[error(
+        "format version {found} is newer than version {supported}, the newest this reader supports"
+    )]
+    NewerFormat { found: u32, supported: u32 },
+    #[error("metadata field `{field}`: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> MetadataError {
+    MetadataError::Invalid {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// `Ok` if `value` is in `1..=cap`.
+fn check_count(field: &'static str, value: usize, cap: usize) -> Result<(), MetadataError> {
+    if (1..=cap).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("{value} is outside 1..={cap}")))
+    }
+}
+
+/// `Ok` if `values` has `len` entries, each finite also as f32 and accepted by `accept`.
+fn check_values(
+    field: &'static str,
+    values: &[f64],
+    len: usize,
+    accept: impl Fn(f64) -> bool,
+    requirement: &str,
+) -> Result<(), MetadataError> {
+    if values.len() != len {
+        return Err(invalid(
+            field,
+            format!("expected {len} values, found {}", values.len()),
+        ));
+    }
+    match values
+        .iter()
+        .position(|&v| !(v.is_finite() && (v as f32).is_finite() && accept(v)))
+    {
+        Some(i) => Err(invalid(
+            field,
+            format!("value {i} is {}; {requirement}", values[i]),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl Metadata {
+    /// Checks everything a reader relies on, without the tensors: the version, every
+    /// dimension against the caps above (`MAX_*`), the bounds, the normalisation, the schedule
+    /// (every `beta_t` in (0, 1), every `alpha_bar_t > 0`), the visited steps, the noise count
+    /// and the sampler kind's rules (a teacher's steps end at 0; a student has one candidate).
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if self.format_version > FORMAT_VERSION {
+            return Err(MetadataError::NewerFormat {
+                found: self.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if self.format_version == 0 {
+            return Err(invalid("format_version", "0 is not a format version"));
+        }
+        check_count("obs_dim", self.obs_dim, MAX_IO_DIM)?;
+        check_count("act_dim", self.act_dim, MAX_IO_DIM)?;
+        let finite = |_: f64| true;
+        check_values(
+            "action_low",
+            &self.action_low,
+            self.act_dim,
+            finite,
+            "must be finite",
+        )?;
+        check_values(
+            "action_high",
+            &self.action_high,
+            self.act_dim,
+            finite,
+            "must be finite",
+        )?;
+        if let Some(i) = (0..self.act_dim).find(|&i| {
+            let (low, high) = (self.action_low[i], self.action_high[i]);
+            !(low < high && ((high - low) as f32).is_finite())
+        }) {
+            return Err(invalid(
+                "action_high",
+                format!(
+                    "dimension {i}: low {} must be below high {} (and the range finite)",
+                    self.action_low[i], self.action_high[i]
+                ),
+            ));
+        }
+        let normalization = &self.obs_normalization;
+        check_values(
+            "obs_normalization.mean",
+            &normalization.mean,
+            self.obs_dim,
+            finite,
+            "must be finite",
+        )?;
+        check_values(
+            "obs_normalization.std",
+            &normalization.std,
+            self.obs_dim,
+            |s| s > 0.0 && ((1.0 / s) as f32).is_finite() && (s as f32) > 0.0,
+            "must be positive with a finite reciprocal",
+        )?;
+        self.validate_network()?;
+        self.validate_sampler()
+    }
+
+    fn validate_network(&self) -> Result<(), MetadataError> {
+        let network = &self.network;
+        check_count(
+            "network.hidden (layer count)",
+            network.hidden.len(),
+            MAX_HIDDEN_LAYERS,
+        )?;
+        if let Some(&width) = network
+            .hidden
+            .iter()
+            .find(|&&w| !(1..=MAX_HIDDEN_WIDTH).contains(&w))
+        {
+            return Err(invalid(
+                "network.hidden",
+                format!("width {width} is outside 1..={MAX_HIDDEN_WIDTH}"),
+            ));
+        }
+        if network.time_embedding_dim != TIME_EMBEDDING_DIM {
+            return Err(invalid(
+                "network.time_embedding_dim",
+                format!(
+                    "expected {TIME_EMBEDDING_DIM}, found {}",
+                    network.time_embedding_dim
+                ),
+            ));
+        }
+        let parameters: usize = self.expected_tensors().iter().map(|t| t.elements()).sum();
+        if parameters > MAX_PARAMETERS {
+            return Err(invalid(
+                "network",
+                format!("{parameters} parameters exceed the cap {MAX_PARAMETERS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_sampler(&self) -> Result<(), MetadataError> {
+        let sampler = &self.sampler;
+        check_count(
+            "sampler.schedule_steps",
+            sampler.schedule_steps,
+            MAX_SCHEDULE_STEPS,
+        )?;
+        let steps = sampler.schedule_steps;
+        check_count("sampler.timesteps (count)", sampler.timesteps.len(), steps)?;
+        if let Some(pair) = sampler.timesteps.windows(2).find(|w| w[0] <= w[1]) {
+            return Err(invalid(
+                "sampler.timesteps",
+                format!("not strictly decreasing: {} then {}", pair[0], pair[1]),
+            ));
+        }
+        if let Some(&t) = sampler.timesteps.iter().find(|&&t| t >= steps) {
+            return Err(invalid(
+                "sampler.timesteps",
+                format!("step {t} is not below schedule_steps {steps}"),
+            ));
+        }
+        for (field, value) in [
+            ("sampler.beta_min", sampler.beta_min),
+            ("sampler.beta_max", sampler.beta_max),
+            ("sampler.beta_scale", sampler.beta_scale),
+        ] {
+            if !value.is_finite() {
+                return Err(invalid(field, format!("{value} is not finite")));
+            }
+        }
+        let betas = sampler.betas();
+        if let Some((t, beta)) = betas
+            .iter()
+            .enumerate()
+            .find(|(_, b)| !(**b > 0.0 && **b < 1.0))
+        {
+            return Err(invalid(
+                "sampler.beta_scale",
+                format!("beta at step {t} is {beta}, outside (0, 1)"),
+            ));
+        }
+        let alpha_bars = sampler.alpha_bars();
+        if let Some(t) = alpha_bars
+            .iter()
+            .position(|&a| !(a as f32 > 0.0 && (1.0 / a.sqrt()) as f32 <= f32::MAX))
+        {
+            return Err(invalid(
+                "sampler.schedule_steps",
+                format!(
+                    "alpha_bar at step {t} is {}, too small for f32",
+                    alpha_bars[t]
+                ),
+            ));
+        }
+        if !(sampler.init_noise_std.is_finite()
+            && sampler.init_noise_std > 0.0
+            && (sampler.init_noise_std as f32).is_finite())
+        {
+            return Err(invalid(
+                "sampler.init_noise_std",
+                format!("{} must be positive and finite", sampler.init_noise_std),
+            ));
+        }
+        match sampler.kind {
+            SamplerKind::DdpmBestOfN => {
+                check_count("sampler.candidates", sampler.candidates, MAX_CANDIDATES)?;
+                if sampler.timesteps.last() != Some(&0) {
+                    return Err(invalid(
+                        "sampler.timesteps",
+                        "a ddpm_best_of_n sampler must end at step 0",
+                    ));
+                }
+            }
+            SamplerKind::DdimSample => {
+                if sampler.candidates != 1 {
+                    return Err(invalid(
+                        "sampler.candidates",
+                        format!("a ddim_sample student has 1, found {}", sampler.candidates),
+                    ));
+                }
+            }
+        }
+        if self.n_noise != sampler.noise_vectors() {
+            return Err(invalid(
+                "n_noise",
+                format!(
+                    "the sampler consumes {} noise vectors, found {}",
+                    sampler.noise_vectors(),
+                    self.n_noise
+                ),
+            ));
+        }
+        let noise_values = self.n_noise.saturating_mul(self.act_dim);
+        if noise_values > MAX_NOISE_VALUES {
+            return Err(invalid(
+                "n_noise",
+                format!("{noise_values} noise values exceed the cap {MAX_NOISE_VALUES}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every tensor the artifact must hold (and no others), with its shape. Valid for a
+    /// metadata whose dimensions passed [`Metadata::validate`] (the caps keep the products
+    /// small).
+    pub fn expected_tensors(&self) -> Vec<TensorSpec> {
+        let mut tensors = Vec::new();
+        let mut linear = |name: String, outputs: usize, inputs: usize| {
+            tensors.push(TensorSpec {
+                name: format!("{name}.weight"),
+                shape: vec![outputs, inputs],
+            });
+            tensors.push(TensorSpec {
+                name: format!("{name}.bias"),
+                shape: vec![outputs],
+            });
+        };
+        let time = TIME_EMBEDDING_DIM;
+        let hidden = &self.network.hidden;
+        linear(format!("{NETWORK_PREFIX}.time_in"), 2 * time, time);
+        linear(format!("{NETWORK_PREFIX}.time_out"), time, 2 * time);
+        let mut mlp = |prefix: String, inputs: usize, outputs: usize| {
+            let mut previous = inputs;
+            for (i, &width) in hidden.iter().enumerate() {
+                linear(format!("{prefix}.hidden.{i}"), width, previous);
+                previous = width;
+            }
+            linear(format!("{prefix}.output"), outputs, previous);
+        };
+        mlp(
+            format!("{NETWORK_PREFIX}.mlp"),
+            self.obs_dim + self.act_dim + time,
+            self.act_dim,
+        );
+        if self.sampler.kind == SamplerKind::DdpmBestOfN {
+            for critic in ["q1", "q2"] {
+                mlp(
+                    format!("{CRITIC_PREFIX}.{critic}"),
+                    self.obs_dim + self.act_dim,
+                    1,
+                );
+            }
+        }
+        tensors
+    }
+}
+
+/// One tensor of an artifact: its name and shape (f32 always).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    /// The number of values (saturating, so absurd shapes cannot overflow).
+    pub fn elements(&self) -> usize {
+        self.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
+    }
+}
+
+impl Sampler {
+    /// `beta_t` for `t` in `0..schedule_steps`, in f64.
+    pub fn betas(&self) -> Vec<f64> {
+        let steps = self.schedule_steps;
+        (0..steps)
+            .map(|t| {
+                let fraction = if steps > 1 {
+                    t as f64 / (steps - 1) as f64
+                } else {
+                    0.0
+                };
+                self.beta_scale * (self.beta_min + fraction * (self.beta_max - self.beta_min))
+            })
+            .collect()
+    }
+
+    /// `alpha_bar_t = prod_{i <= t} (1 - beta_i)` for `t` in `0..schedule_steps`, in f64.
+    pub fn alpha_bars(&self) -> Vec<f64> {
+        self.betas()
+            .iter()
+            .scan(1.0, |product, beta| {
+                *product *= 1.0 - beta;
+                Some(*product)
+            })
+            .collect()
+    }
+}

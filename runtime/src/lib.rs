@@ -1,11 +1,22 @@
 //! The deployable core of a trained policy: what runs on the robot.
 //!
-//! Nothing here allocates after construction, takes a lock, or depends on candle, MuJoCo or DDS.
-//! Present: the policy artifact format ([`format`]) and the deterministic noise source the
-//! samplers draw from ([`NoiseRng`]).
+//! [`Policy`] loads a policy artifact ([`format`], `runtime/FORMAT.md`), validates it once and
+//! runs its sampler on plain f32 slices with hand-written kernels; after load nothing allocates,
+//! takes a lock or panics. Also here: the deterministic noise source ([`NoiseRng`]) and the
+//! Mish kernel the training code shares ([`mish`]). Nothing depends on candle, MuJoCo or DDS;
+//! the optional `onnx` feature adds [`OnnxPolicy`], the same interface over tract for
+//! cross-checks.
 
+mod error;
 pub mod format;
+mod kernels;
+mod load;
 pub mod mish;
+mod network;
+mod policy;
 mod rng;
+mod schedule;
 
+pub use error::{ActError, LoadError};
+pub use policy::Policy;
 pub use rng::NoiseRng;

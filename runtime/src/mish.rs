@@ -2,6 +2,8 @@
 //! that the loops vectorise. Compiled twice, for the baseline x86-64 target and (picked at run
 //! time where the CPU has them) for AVX2 with fused multiply-adds.
 
+use crate::kernels::Isa;
+
 /// Above this, `mish(x) = x` and its derivative is 1 to f32 precision.
 const MISH_LINEAR_FROM: f32 = 20.0;
 /// Below this, `e^x` underflows f32's normal range.
@@ -18,12 +20,18 @@ pub enum MishPart {
 
 /// Replaces every value `x` by `part(x)`.
 pub fn mish_in_place(values: &mut [f32], part: MishPart) {
+    mish_in_place_with_isa(values, part, Isa::detect());
+}
+
+/// The same with the instruction set decided once by the caller.
+pub(crate) fn mish_in_place_with_isa(values: &mut [f32], part: MishPart, isa: Isa) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
+    if isa.avx2_fma() {
+        // SAFETY: `Isa` only reports AVX2+FMA where the CPU has them.
         unsafe { mish_in_place_avx2_fma(values, part) };
         return;
     }
+    let _ = isa;
     mish_in_place_with::<false>(values, part);
 }
 

@@ -1,0 +1,267 @@
+//! Dense layers `y = W x + b` on f32 slices for a few rows at a time, with weights packed once at
+//! load. One generic kernel, compiled twice: for the baseline target and, picked at load where
+//! the CPU has them, for AVX2 with fused multiply-adds.
+//!
+//! Packing: the outputs are cut into panels of [`LANES`] (the last one zero-padded); panel `p`
+//! stores, for every input `j`, the `LANES` weights `W[p * LANES + l][j]` side by side. A
+//! micro-kernel keeps `ROWS x PANELS` vectors of accumulators in registers and, for each input,
+//! loads `PANELS` weight vectors and broadcasts one input per row.
+
+/// Values per weight vector (one AVX register of f32).
+pub(crate) const LANES: usize = 8;
+
+/// The instruction set the kernels run with, decided once (at load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Isa {
+    /// Only true where the CPU was found to have AVX2 and FMA.
+    avx2_fma: bool,
+}
+
+impl Isa {
+    /// The best the running CPU supports.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2_fma = false;
+        Self { avx2_fma }
+    }
+
+    /// Whether the AVX2+FMA build runs (for reports).
+    pub(crate) fn avx2_fma(self) -> bool {
+        self.avx2_fma
+    }
+}
+
+/// A dense layer with packed weights and its own bias.
+#[derive(Debug, Clone)]
+pub(crate) struct Dense {
+    inputs: usize,
+    outputs: usize,
+    /// `panels * inputs * LANES` values, see the module documentation.
+    packed: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    /// A layer from row-major `weight` (`[outputs, inputs]`) and `bias` (`outputs` values);
+    /// `None` if the lengths disagree.
+    pub(crate) fn new(
+        inputs: usize,
+        outputs: usize,
+        weight: &[f32],
+        bias: Vec<f32>,
+    ) -> Option<Self> {
+        if weight.len() != inputs.checked_mul(outputs)? || bias.len() != outputs {
+            return None;
+        }
+        let panels = outputs.div_ceil(LANES);
+        let mut packed = vec![0.0; panels * inputs * LANES];
+        for (o, row) in weight.chunks_exact(inputs.max(1)).enumerate() {
+            let (panel, lane) = (o / LANES, o % LANES);
+            for (j, &w) in row.iter().enumerate() {
+                packed[(panel * inputs + j) * LANES + lane] = w;
+            }
+        }
+        Some(Self {
+            inputs,
+            outputs,
+            packed,
+            bias,
+        })
+    }
+
+    /// The columns `first..first + count` of `weight` (`[outputs, inputs]`) as a layer with
+    /// `bias`.
+    pub(crate) fn from_columns(
+        inputs: usize,
+        outputs: usize,
+        weight: &[f32],
+        first: usize,
+        count: usize,
+        bias: Vec<f32>,
+    ) -> Option<Self> {
+        if first.checked_add(count)? > inputs || weight.len() != inputs.checked_mul(outputs)? {
+            return None;
+        }
+        let columns: Vec<f32> = weight
+            .chunks_exact(inputs.max(1))
+            .flat_map(|row| &row[first..first + count])
+            .copied()
+            .collect();
+        Self::new(count, outputs, &columns, bias)
+    }
+
+    pub(crate) fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// `y[r] = W x[r] + bias` for `rows` rows (`x`: `rows * inputs`, `y`: `rows * outputs`, row
+    /// major), with the layer's own bias.
+    pub(crate) fn forward(&self, isa: Isa, x: &[f32], y: &mut [f32], rows: usize) {
+        self.forward_with_bias(isa, x, y, rows, &self.bias);
+    }
+
+    /// The same with another `bias` (`outputs` values). Slices shorter than the sizes say are a
+    /// bug of the caller (buffers are sized at load): the rows that fit are computed.
+    pub(crate) fn forward_with_bias(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        y: &mut [f32],
+        rows: usize,
+        bias: &[f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if isa.avx2_fma {
+            // SAFETY: `isa.avx2_fma` is only true where the CPU has AVX2 and FMA.
+            unsafe { forward_avx2_fma(self, x, y, rows, bias) };
+            return;
+        }
+        let _ = isa;
+        forward_generic::<false>(self, x, y, rows, bias);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn forward_avx2_fma(layer: &Dense, x: &[f32], y: &mut [f32], rows: usize, bias: &[f32]) {
+    forward_generic::<true>(layer, x, y, rows, bias);
+}
+
+/// `a b + c`, fused where the target has FMA (a library call otherwise, so only then).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// Rows per micro-kernel call in batched layers, and panels per call in each case.
+const BATCH_ROWS: usize = 4;
+const BATCH_PANELS: usize = 3;
+const SINGLE_ROW_PANELS: usize = 8;
+
+#[inline(always)]
+fn forward_generic<const FMA: bool>(
+    layer: &Dense,
+    x: &[f32],
+    y: &mut [f32],
+    rows: usize,
+    bias: &[f32],
+) {
+    let (inputs, outputs) = (layer.inputs, layer.outputs);
+    let rows = rows
+        .min(x.len() / inputs.max(1))
+        .min(y.len() / outputs.max(1));
+    if bias.len() != outputs || inputs == 0 {
+        return;
+    }
+    let panels = outputs.div_ceil(LANES);
+    let panel_len = inputs * LANES;
+    let panels_per_call = if rows == 1 {
+        SINGLE_ROW_PANELS
+    } else {
+        BATCH_PANELS
+    };
+    let mut panel = 0;
+    while panel < panels {
+        let count = panels_per_call.min(panels - panel);
+        let weights = &layer.packed[panel * panel_len..(panel + count) * panel_len];
+        let mut row = 0;
+        while row < rows {
+            let row_count = BATCH_ROWS.min(rows - row);
+            let job = Job {
+                weights,
+                inputs,
+                outputs,
+                first_output: panel * LANES,
+                bias,
+                x: &x[row * inputs..(row + row_count) * inputs],
+                y: &mut y[row * outputs..(row + row_count) * outputs],
+            };
+            dispatch::<FMA>(job, row_count, count);
+            row += row_count;
+        }
+        panel += count;
+    }
+}
+
+/// One micro-kernel call: some panels (`weights`) against some rows (`x`, `y`).
+struct Job<'a> {
+    weights: &'a [f32],
+    inputs: usize,
+    outputs: usize,
+    first_output: usize,
+    bias: &'a [f32],
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+#[inline(always)]
+fn dispatch<const FMA: bool>(job: Job, rows: usize, panels: usize) {
+    macro_rules! by_panels {
+        ($r:literal) => {
+            match panels {
+                1 => micro::<FMA, $r, 1>(job),
+                2 => micro::<FMA, $r, 2>(job),
+                3 => micro::<FMA, $r, 3>(job),
+                4 => micro::<FMA, $r, 4>(job),
+                5 => micro::<FMA, $r, 5>(job),
+                6 => micro::<FMA, $r, 6>(job),
+                7 => micro::<FMA, $r, 7>(job),
+                _ => micro::<FMA, $r, 8>(job),
+            }
+        };
+    }
+    match rows {
+        1 => by_panels!(1),
+        2 => by_panels!(2),
+        3 => by_panels!(3),
+        _ => by_panels!(4),
+    }
+}
+
+#[inline(always)]
+fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
+    let inputs = job.inputs;
+    let (panel_weights, _) = job.weights.as_chunks::<LANES>();
+    if panel_weights.len() < P * inputs || job.x.len() < R * inputs {
+        return;
+    }
+    let mut acc = [[[0.0f32; LANES]; P]; R];
+    for p in 0..P {
+        for l in 0..LANES {
+            let bias = job.bias.get(job.first_output + p * LANES + l);
+            for row in acc.iter_mut() {
+                row[p][l] = bias.copied().unwrap_or(0.0);
+            }
+        }
+    }
+    let w: [&[[f32; LANES]]; P] =
+        std::array::from_fn(|p| &panel_weights[p * inputs..(p + 1) * inputs]);
+    let x: [&[f32]; R] = std::array::from_fn(|r| &job.x[r * inputs..(r + 1) * inputs]);
+    for j in 0..inputs {
+        let xs: [f32; R] = std::array::from_fn(|r| x[r][j]);
+        for p in 0..P {
+            let wv = w[p][j];
+            for r in 0..R {
+                for l in 0..LANES {
+                    acc[r][p][l] = madd::<FMA>(wv[l], xs[r], acc[r][p][l]);
+                }
+            }
+        }
+    }
+    for (r, row_acc) in acc.iter().enumerate() {
+        let y_row = &mut job.y[r * job.outputs..(r + 1) * job.outputs];
+        for (p, panel_acc) in row_acc.iter().enumerate() {
+            let start = job.first_output + p * LANES;
+            let end = (start + LANES).min(job.outputs);
+            if start < end {
+                y_row[start..end].copy_from_slice(&panel_acc[..end - start]);
+            }
+        }
+    }
+}
