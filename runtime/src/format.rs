@@ -347,7 +347,7 @@ impl Metadata {
             .find(|(_, b)| !(**b > 0.0 && **b < 1.0))
         {
             return Err(invalid(
-                "sampler.beta_scale",
+                "sampler.beta_min, beta_max, beta_scale",
                 format!("beta at step {t} is {beta}, outside (0, 1)"),
             ));
         }

@@ -265,3 +265,58 @@ fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoiseRng;
+
+    fn uniform(n: usize, rng: &mut NoiseRng) -> Vec<f32> {
+        (0..n).map(|_| (2.0 * rng.uniform() - 1.0) as f32).collect()
+    }
+
+    /// Both builds (where the CPU has AVX2) against a plain f64 `W x + b`, for shapes that
+    /// cover every row and panel remainder.
+    #[test]
+    fn both_builds_match_a_plain_dense_layer() {
+        let mut rng = NoiseRng::new(1);
+        let builds = [Isa { avx2_fma: false }, Isa::detect()];
+        for (inputs, outputs, rows) in [(1, 1, 1), (5, 8, 1), (13, 67, 1), (30, 70, 7), (9, 24, 4)]
+        {
+            let weight = uniform(inputs * outputs, &mut rng);
+            let bias = uniform(outputs, &mut rng);
+            let x = uniform(rows * inputs, &mut rng);
+            let layer = Dense::new(inputs, outputs, &weight, bias.clone()).expect("sizes agree");
+            for isa in builds {
+                let mut y = vec![f32::NAN; rows * outputs];
+                layer.forward(isa, &x, &mut y, rows);
+                for r in 0..rows {
+                    for o in 0..outputs {
+                        let expected = f64::from(bias[o])
+                            + (0..inputs)
+                                .map(|j| {
+                                    f64::from(weight[o * inputs + j]) * f64::from(x[r * inputs + j])
+                                })
+                                .sum::<f64>();
+                        let got = f64::from(y[r * outputs + o]);
+                        assert!(
+                            (got - expected).abs() < 1e-5,
+                            "{isa:?} {inputs}x{outputs} row {r}: {got} vs {expected}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_sizes_are_refused_and_short_buffers_do_not_panic() {
+        assert!(Dense::new(3, 2, &[0.0; 5], vec![0.0; 2]).is_none());
+        assert!(Dense::new(3, 2, &[0.0; 6], vec![0.0; 3]).is_none());
+        assert!(Dense::from_columns(3, 2, &[0.0; 6], 2, 2, vec![0.0; 2]).is_none());
+        let layer = Dense::new(3, 2, &[1.0; 6], vec![0.5; 2]).expect("sizes agree");
+        let mut y = [0.0; 3];
+        layer.forward(Isa::detect(), &[1.0; 4], &mut y, 5);
+        assert_eq!(y, [3.5, 3.5, 0.0]);
+    }
+}
