@@ -11,6 +11,7 @@ mod gaussian_actor;
 mod mlp;
 mod noise;
 mod noise_net;
+mod onnx;
 mod params;
 mod policy;
 mod sampler;
@@ -26,11 +27,12 @@ pub use gaussian_actor::GaussianActor;
 pub use mlp::{Mlp, mish};
 pub use noise::NoiseSource;
 pub use noise_net::{ChainContext, NoiseNet, TIME_EMBEDDING_DIM};
+pub use onnx::{ONNX_IR_VERSION, ONNX_OPSET, OnnxError, onnx_bytes, onnx_model};
 pub use params::{
     TensorMap, copy_params, export_vars, import_vars, polyak_update, seeded_var_builder,
     sorted_vars,
 };
-pub use policy::{CandlePolicy, PolicyError, check_metadata};
+pub use policy::{CandlePolicy, PolicyError};
 pub use sampler::DiffusionSampler;
 pub use schedule::DiffusionSchedule;
 pub use student::{DdimSampler, student_timesteps};
@@ -38,3 +40,5 @@ pub use student::{DdimSampler, student_timesteps};
 /// candle's tensor crate, re-exported so dependants use the same version.
 pub use candle_core as candle;
 pub use candle_nn;
+/// candle-onnx (its protobuf types and evaluator), re-exported for the same reason.
+pub use candle_onnx;

@@ -60,7 +60,8 @@ impl DiffusionSampler {
         for t in (0..s.steps()).rev() {
             chain.predict_noise(&x, t, &mut eps)?;
             let abar = s.alpha_bars[t];
-            let (x_scale, eps_scale) = ((1.0 / abar).sqrt() as f32, (1.0 / abar - 1.0).sqrt() as f32);
+            let (x_scale, eps_scale) =
+                ((1.0 / abar).sqrt() as f32, (1.0 / abar - 1.0).sqrt() as f32);
             let (coef_x0, coef_xt) = (s.posterior_coef_x0[t] as f32, s.posterior_coef_xt[t] as f32);
             for (x, e) in x.iter_mut().zip(&eps) {
                 let x0 = (*x * x_scale - e * eps_scale).clamp(-1.0, 1.0);
@@ -115,22 +116,40 @@ impl DiffusionSampler {
         n: usize,
         noise: &mut NoiseSource,
     ) -> Result<Tensor> {
-        let (batch, obs_dim) = obs.dims2()?;
-        let repeated = obs
-            .unsqueeze(1)?
-            .repeat((1, n, 1))?
-            .reshape((batch * n, obs_dim))?;
+        let repeated = repeat_rows(obs, n)?;
         let samples = self.sample(net, &repeated, act_dim, noise)?;
-        let scores = critic.min_q(&repeated, &samples)?.reshape((batch, n))?;
-        let best = scores.argmax(D::Minus1)?.to_dtype(DType::U32)?;
-        let index = best
-            .reshape((batch, 1, 1))?
-            .broadcast_as((batch, 1, act_dim))?
-            .contiguous()?;
-        samples
-            .reshape((batch, n, act_dim))?
-            .gather(&index, 1)?
-            .squeeze(1)?
-            .clamp(-1f32, 1f32)
+        best_candidate(critic, &repeated, &samples, n)
     }
+}
+
+/// Each row of `rows` (`[B, d]`) `n` times in a row: `[B n, d]`, row `b n + c` is row `b`.
+pub(crate) fn repeat_rows(rows: &Tensor, n: usize) -> Result<Tensor> {
+    let (batch, dim) = rows.dims2()?;
+    rows.unsqueeze(1)?
+        .repeat((1, n, 1))?
+        .reshape((batch * n, dim))
+}
+
+/// Of the `n` candidate samples of each state (`samples` `[B n, act_dim]`, row `b n + c`, for
+/// the states `repeated_obs` in the same rows), the first with the highest `min(Q1, Q2)`,
+/// clipped to [-1, 1]: `[B, act_dim]`.
+pub(crate) fn best_candidate(
+    critic: &TwinCritic,
+    repeated_obs: &Tensor,
+    samples: &Tensor,
+    n: usize,
+) -> Result<Tensor> {
+    let (rows, act_dim) = samples.dims2()?;
+    let batch = rows / n.max(1);
+    let scores = critic.min_q(repeated_obs, samples)?.reshape((batch, n))?;
+    let best = scores.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+    let index = best
+        .reshape((batch, 1, 1))?
+        .broadcast_as((batch, 1, act_dim))?
+        .contiguous()?;
+    samples
+        .reshape((batch, n, act_dim))?
+        .gather(&index, 1)?
+        .squeeze(1)?
+        .clamp(-1f32, 1f32)
 }

@@ -17,9 +17,26 @@ pub struct DiffusionSchedule {
 }
 
 impl DiffusionSchedule {
+    /// `beta_min` of the reference code's schedule.
+    pub const SDAC_BETA_MIN: f64 = 1e-4;
+    /// `beta_max` of the reference code's schedule.
+    pub const SDAC_BETA_MAX: f64 = 0.999;
+    /// The factor the reference code scales its betas by.
+    pub const SDAC_BETA_SCALE: f64 = 0.8;
+
     /// The schedule of the reference code: `steps = 20`, betas scaled by 0.8.
     pub fn sdac(steps: usize) -> Self {
-        let (beta_min, beta_max, scale) = (1e-4, 0.999, 0.8);
+        Self::linear(
+            steps,
+            Self::SDAC_BETA_MIN,
+            Self::SDAC_BETA_MAX,
+            Self::SDAC_BETA_SCALE,
+        )
+    }
+
+    /// `beta_t = scale * (beta_min + t / (steps - 1) * (beta_max - beta_min))`, `t` in
+    /// `0..steps` (the fraction is 0 for a single step).
+    pub fn linear(steps: usize, beta_min: f64, beta_max: f64, scale: f64) -> Self {
         let betas: Vec<f64> = (0..steps)
             .map(|t| {
                 let fraction = if steps > 1 {

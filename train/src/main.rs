@@ -9,6 +9,8 @@ mod bench;
 mod checkpoint;
 mod config;
 mod curve;
+mod distill;
+mod export;
 mod replay_buffer;
 mod rollout;
 mod run;
@@ -40,6 +42,10 @@ enum Command {
     Eval(run::EvalArgs),
     /// Run episodes of a task with a fixed policy and print their returns.
     Rollout(rollout::RolloutArgs),
+    /// Distil a run's teacher into a K-step student (K = 1..4).
+    Distill(distill::DistillArgs),
+    /// Write a run's teacher or student as a policy artifact or an ONNX graph.
+    Export(export::ExportArgs),
     /// Performance tables.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -120,6 +126,8 @@ fn main() -> ExitCode {
         Command::Train(args) => run::train(&args),
         Command::Eval(args) => run::eval(&args),
         Command::Rollout(args) => rollout::run(&args),
+        Command::Distill(args) => distill::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Bench(command) => bench::run(&command),
     };
     match result {

@@ -67,10 +67,10 @@ pub struct EvalArgs {
 
 /// What `run.toml` records.
 #[derive(Debug, Serialize, Deserialize)]
-struct RunInfo {
-    env: String,
-    algo: Algo,
-    seed: u64,
+pub(crate) struct RunInfo {
+    pub(crate) env: String,
+    pub(crate) algo: Algo,
+    pub(crate) seed: u64,
 }
 
 fn device(arg: DeviceArg) -> anyhow::Result<Device> {
@@ -188,7 +188,7 @@ fn algo_name(algo: Algo) -> &'static str {
 }
 
 /// The task, algorithm, seed and config of an existing run directory.
-fn read_run(dir: &Path) -> anyhow::Result<(RunInfo, Config)> {
+pub(crate) fn read_run(dir: &Path) -> anyhow::Result<(RunInfo, Config)> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))

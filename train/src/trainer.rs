@@ -119,6 +119,21 @@ pub fn evaluate(
     episodes: usize,
     seed: u64,
 ) -> anyhow::Result<Vec<f64>> {
+    run_episodes(task, assets, episodes, seed, &mut |obs| {
+        agent.act(obs, 1, false)
+    })
+}
+
+/// The undiscounted return of each of `episodes` episodes on a fresh environment, episode `i`
+/// reset with seed `seed + 1_000_003 (i + 1)`, `act` mapping each observation to a normalised
+/// action (what [`evaluate`] runs, for any policy).
+pub fn run_episodes(
+    task: &str,
+    assets: &Assets,
+    episodes: usize,
+    seed: u64,
+    act: &mut dyn FnMut(&[f64]) -> anyhow::Result<Vec<f32>>,
+) -> anyhow::Result<Vec<f64>> {
     let mut env = sdac_sim::make_env(task, assets)?;
     let spec = env.spec().clone();
     let mut obs = vec![0.0; spec.obs_dim];
@@ -131,7 +146,7 @@ pub fn evaluate(
         )?;
         let mut episode_return = 0.0;
         loop {
-            let action = agent.act(&obs, 1, false)?;
+            let action = act(&obs)?;
             to_env_action(&action, &spec, &mut env_action);
             let outcome = env.step(&env_action, &mut obs)?;
             episode_return += outcome.reward;
