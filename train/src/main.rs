@@ -11,6 +11,7 @@ mod config;
 mod curve;
 mod distill;
 mod export;
+mod pipeline;
 mod replay_buffer;
 mod rollout;
 mod run;
@@ -46,6 +47,8 @@ enum Command {
     Distill(distill::DistillArgs),
     /// Write a run's teacher or student as a policy artifact or an ONNX graph.
     Export(export::ExportArgs),
+    /// The whole toolchain on a small task: train, distil, export, sim-in-the-loop over ROS 2.
+    Pipeline(pipeline::PipelineArgs),
     /// Performance tables.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => rollout::run(&args),
         Command::Distill(args) => distill::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Pipeline(args) => pipeline::run(&args),
         Command::Bench(command) => bench::run(&command),
     };
     match result {
