@@ -14,6 +14,8 @@
 //! exponential overflows to infinity, whose logarithm's tanh is exactly 1, so the value stays
 //! `x` (no NaN).
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Tensor};
 use candle_onnx::onnx::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
@@ -127,6 +129,7 @@ fn tensor_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
 }
 
 /// One layer of an MLP, as graph constants: `x W^T + b` is `MatMul(x, weight_t) + bias`.
+#[derive(Clone)]
 struct Layer {
     weight_t: String,
     bias: String,
@@ -137,6 +140,10 @@ struct GraphBuilder<'a> {
     policy: &'a CandlePolicy,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
+    /// Layers already written as constants, by tensor prefix and column range.
+    layers: HashMap<(String, Option<(usize, usize)>), Layer>,
+    /// Scalar constants already written, by their f32 bits.
+    scalars: HashMap<u32, String>,
     next_id: usize,
 }
 
@@ -146,6 +153,8 @@ impl<'a> GraphBuilder<'a> {
             policy,
             nodes: Vec::new(),
             initializers: Vec::new(),
+            layers: HashMap::new(),
+            scalars: HashMap::new(),
             next_id: 0,
         }
     }
@@ -217,19 +226,29 @@ impl<'a> GraphBuilder<'a> {
         output
     }
 
+    /// A scalar f32 constant (one initializer per distinct value).
+    fn scalar(&mut self, value: f64) -> String {
+        let value = value as f32;
+        if let Some(name) = self.scalars.get(&value.to_bits()) {
+            return name.clone();
+        }
+        let name = self.constant_f32("scalar", &[], &[value]);
+        self.scalars.insert(value.to_bits(), name.clone());
+        name
+    }
+
     fn mul_scalar(&mut self, x: &str, factor: f64) -> String {
-        let c = self.constant_f32("scale", &[], &[factor as f32]);
+        let c = self.scalar(factor);
         self.node("Mul", &[x, &c], vec![])
     }
 
     fn add_scalar(&mut self, x: &str, offset: f64) -> String {
-        let c = self.constant_f32("offset", &[], &[offset as f32]);
+        let c = self.scalar(offset);
         self.node("Add", &[x, &c], vec![])
     }
 
     fn clip(&mut self, x: &str) -> String {
-        let lo = self.constant_f32("clip_lo", &[], &[-1.0]);
-        let hi = self.constant_f32("clip_hi", &[], &[1.0]);
+        let (lo, hi) = (self.scalar(-1.0), self.scalar(1.0));
         self.node("Clip", &[x, &lo, &hi], vec![])
     }
 
@@ -254,19 +273,26 @@ impl<'a> GraphBuilder<'a> {
             .ok_or_else(|| OnnxError::MissingTensor(name.to_owned()))
     }
 
-    /// The layer `{prefix}` (`.weight` `[out, in]`, `.bias` `[out]`) as constants; with
-    /// `columns`, only those input columns of the weight.
+    /// The layer `{prefix}` (`.weight` `[out, in]`, `.bias` `[out]`) as constants (written
+    /// once, however often the graph applies it); with `columns`, only those input columns of
+    /// the weight.
     fn layer(&mut self, prefix: &str, columns: Option<(usize, usize)>) -> Result<Layer, OnnxError> {
+        let key = (prefix.to_owned(), columns);
+        if let Some(layer) = self.layers.get(&key) {
+            return Ok(layer.clone());
+        }
         let mut weight = self.tensor(&format!("{prefix}.weight"))?.clone();
         if let Some((start, len)) = columns {
             weight = weight.narrow(1, start, len)?;
         }
         let weight_t = weight.t()?.contiguous()?;
         let bias = self.tensor(&format!("{prefix}.bias"))?;
-        Ok(Layer {
+        let layer = Layer {
             weight_t: self.constant_tensor("weight_t", &weight_t)?,
             bias: self.constant_tensor("bias", bias)?,
-        })
+        };
+        self.layers.insert(key, layer.clone());
+        Ok(layer)
     }
 
     fn apply(&mut self, layer: &Layer, x: &str) -> String {
