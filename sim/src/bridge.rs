@@ -152,8 +152,9 @@ pub struct BridgeReport {
     pub commands_received: u64,
     /// Commands refused (wrong length or non-finite): the previous action was applied instead.
     pub bad_commands: u64,
-    /// Commands that answered an older observation than the one waited for, or none.
-    pub stale_commands: u64,
+    /// Commands that answer no observation the bridge waits for: answers to older ones, and
+    /// commands without a stamp (a controller's repeated or safe commands between observations).
+    pub unmatched_commands: u64,
     /// Lockstep: steps taken without an answer after the command timeout.
     pub command_timeouts: u64,
     /// Real time: steps that started later than one period after the previous one.
@@ -208,7 +209,7 @@ pub fn run_bridge<T: Transport>(
             observations_published: 0,
             commands_received: 0,
             bad_commands: 0,
-            stale_commands: 0,
+            unmatched_commands: 0,
             command_timeouts: 0,
             step_overruns: 0,
             command_latency: LatencyStats::default(),
@@ -344,7 +345,7 @@ impl RunState {
                 self.take(&command);
                 return Ok(true);
             }
-            self.report.stale_commands += 1;
+            self.report.unmatched_commands += 1;
         }
     }
 
@@ -365,7 +366,7 @@ impl RunState {
             if known {
                 self.take(&command);
             } else {
-                self.report.stale_commands += 1;
+                self.report.unmatched_commands += 1;
             }
         }
         Ok(())
@@ -532,7 +533,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_stale_and_missing_commands_are_counted_and_never_applied() {
+    fn bad_unmatched_and_missing_commands_are_counted_and_never_applied() {
         let assets = Assets::discover().unwrap();
         let mut env = make_env("InvertedPendulum-v5", &assets).unwrap();
         // 1: NaN; 2: wrong length; 3: answers an older observation, then nothing (timeout);
@@ -555,7 +556,7 @@ mod tests {
         config.episodes = 1;
         let report = run_bridge(env.as_mut(), &mut transport, &config, |_| {}).unwrap();
         assert_eq!(report.bad_commands, 2);
-        assert_eq!(report.stale_commands, 1);
+        assert_eq!(report.unmatched_commands, 1);
         assert_eq!(report.command_timeouts, 1);
         let (expected, steps) = direct_return(env.as_mut(), config.seed, 0.0);
         assert_eq!(report.episodes[0].episode_return, expected);

@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 
 use sdac_sim::replay::TraceRow;
 
+pub mod diagnostics;
+pub mod policies;
+pub mod processes;
+
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -132,13 +132,13 @@ fn run(args: Args) -> anyhow::Result<()> {
 fn print_summary(report: &BridgeReport) {
     let latency = &report.command_latency;
     println!(
-        "summary: {} episodes, {} steps, {} commands, {} bad, {} stale, {} timeouts, {} overruns; \
+        "summary: {} episodes, {} steps, {} commands, {} bad, {} unmatched, {} timeouts, {} overruns; \
          obs->command latency p50 {:.1} us p99 {:.1} us max {:.1} us",
         report.episodes.len(),
         report.steps,
         report.commands_received,
         report.bad_commands,
-        report.stale_commands,
+        report.unmatched_commands,
         report.command_timeouts,
         report.step_overruns,
         latency.p50_us,

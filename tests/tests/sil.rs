@@ -1,0 +1,142 @@
+//! Sim-in-the-loop over ROS 2: `sdac-sim-bridge` (MuJoCo InvertedPendulum-v5) and `sdac-node`
+//! (the policy) as separate processes talking over real DDS sockets on this host, in a DDS
+//! domain of the test's own. The policy is the project's own: the K=1 student distilled from the
+//! fixture teacher and exported by `sdac export` (see `sdac_tests::policies`).
+//!
+//! The bridge steps in lockstep, so every observation is answered by exactly one policy call and
+//! the node draws its sampler noise in the same order as an in-process evaluation of the same
+//! artifact with the same reset seeds and noise seed; the returns must agree within 5%.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sdac_runtime::Policy;
+use sdac_sim::{Assets, make_env};
+use sdac_tests::diagnostics::DiagnosticsListener;
+use sdac_tests::policies::student_k1_artifact;
+use sdac_tests::processes::{Spawned, release_binary, test_domain_id};
+
+const ENV: &str = "InvertedPendulum-v5";
+const EPISODES: u32 = 3;
+const ENV_SEED: u64 = 100;
+const NOISE_SEED: u64 = 7;
+const NODE_RATE_HZ: u32 = 1000;
+
+/// Returns of `episodes` episodes of the artifact run in-process through the runtime on
+/// sdac-sim: episode i resets with `env_seed + i`, one `act_seeded` per step from a policy
+/// reseeded with `noise_seed` once (what the node does).
+fn runtime_returns(artifact: &Path, env_seed: u64, noise_seed: u64, episodes: u32) -> Vec<f64> {
+    let mut policy = Policy::load(artifact).unwrap();
+    policy.reseed(noise_seed);
+    let assets = Assets::discover().unwrap();
+    let mut env = make_env(ENV, &assets).unwrap();
+    let mut obs = vec![0.0; env.spec().obs_dim];
+    let mut obs_f32 = vec![0.0f32; obs.len()];
+    let mut action_f32 = vec![0.0f32; policy.act_dim()];
+    let mut action = vec![0.0; policy.act_dim()];
+    (0..episodes)
+        .map(|i| {
+            env.reset(Some(env_seed + u64::from(i)), &mut obs).unwrap();
+            let mut total = 0.0;
+            loop {
+                for (o, v) in obs_f32.iter_mut().zip(&obs) {
+                    *o = *v as f32;
+                }
+                policy.act_seeded(&obs_f32, &mut action_f32).unwrap();
+                for (a, v) in action.iter_mut().zip(&action_f32) {
+                    *a = f64::from(*v);
+                }
+                let outcome = env.step(&action, &mut obs).unwrap();
+                total += outcome.reward;
+                if outcome.terminated || outcome.truncated {
+                    return total;
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn node_drives_the_bridge_with_in_process_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = student_k1_artifact(dir.path()).unwrap();
+    let domain_id = test_domain_id(0);
+    let domain = domain_id.to_string();
+    let diagnostics = DiagnosticsListener::start(domain_id, "/diagnostics").unwrap();
+    let report_path = dir.path().join("bridge.json");
+
+    let mut node_cmd = Command::new(release_binary("sdac-node").unwrap());
+    node_cmd
+        .env("ROS_DOMAIN_ID", &domain)
+        .arg("--policy")
+        .arg(&artifact)
+        .args(["--rate", &NODE_RATE_HZ.to_string()])
+        .args(["--seed", &NOISE_SEED.to_string()]);
+    let mut node = Spawned::start("sdac-node", node_cmd, &dir.path().join("node.log")).unwrap();
+
+    let mut bridge_cmd = Command::new(release_binary("sdac-sim-bridge").unwrap());
+    bridge_cmd
+        .env("ROS_DOMAIN_ID", &domain)
+        .args(["--env", ENV, "--lockstep"])
+        .args(["--episodes", &EPISODES.to_string()])
+        .args(["--seed", &ENV_SEED.to_string()])
+        .arg("--report")
+        .arg(&report_path);
+    let mut bridge = Spawned::start(
+        "sdac-sim-bridge",
+        bridge_cmd,
+        &dir.path().join("bridge.log"),
+    )
+    .unwrap();
+    let status = bridge.wait(Duration::from_secs(90)).unwrap();
+    assert!(
+        status.success(),
+        "bridge failed: {status}\n{}\nnode:\n{}",
+        bridge.output(),
+        node.output()
+    );
+    let deadline_misses = diagnostics.latest_value("deadline_misses_total");
+    let node_status = node.terminate(Duration::from_secs(10)).unwrap();
+    println!("bridge:\n{}\nnode:\n{}", bridge.output(), node.output());
+    assert!(
+        node_status.success(),
+        "node: {node_status}\n{}",
+        node.output()
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let bridge_returns: Vec<f64> = report["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["return"].as_f64().unwrap())
+        .collect();
+    let expected = runtime_returns(&artifact, ENV_SEED, NOISE_SEED, EPISODES);
+    println!("sim-in-the-loop returns {bridge_returns:?}, in-process runtime {expected:?}");
+    assert_eq!(bridge_returns.len(), expected.len());
+    for (i, (got, want)) in bridge_returns.iter().zip(&expected).enumerate() {
+        assert!(
+            (got - want).abs() <= 0.05 * want.abs(),
+            "episode {i}: return {got} over ROS 2, {want} in process"
+        );
+    }
+    // Every command the bridge received was finite and of the right length.
+    assert_eq!(report["bad_commands"], 0, "{report}");
+    assert_eq!(report["command_timeouts"], 0, "{report}");
+    let latency = &report["command_latency"];
+    let steps = report["steps"].as_u64().unwrap();
+    assert_eq!(latency["count"].as_u64().unwrap(), steps - 1, "{report}");
+    let p99_us = latency["p99_us"].as_f64().unwrap();
+    assert!(p99_us.is_finite() && p99_us > 0.0, "{report}");
+    // The node reported its deadline misses on /diagnostics while it ran.
+    let deadline_misses: u64 = deadline_misses
+        .expect("no diagnostics from the node")
+        .parse()
+        .unwrap();
+    println!(
+        "node deadline misses {deadline_misses}; bridge obs->command latency p50 {} us p99 {p99_us} us max {} us",
+        latency["p50_us"], latency["max_us"]
+    );
+}
