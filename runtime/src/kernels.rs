@@ -140,8 +140,8 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// Rows per micro-kernel call in batched layers, and panels per call in each case.
-const BATCH_ROWS: usize = 4;
-const BATCH_PANELS: usize = 3;
+const BATCH_ROWS: usize = 2;
+const BATCH_PANELS: usize = 4;
 const SINGLE_ROW_PANELS: usize = 8;
 
 #[inline(always)]
@@ -220,7 +220,9 @@ fn dispatch<const FMA: bool>(job: Job, rows: usize, panels: usize) {
         1 => by_panels!(1),
         2 => by_panels!(2),
         3 => by_panels!(3),
-        _ => by_panels!(4),
+        4 => by_panels!(4),
+        5 => by_panels!(5),
+        _ => by_panels!(6),
     }
 }
 
