@@ -2,9 +2,16 @@
 //! the field order of the ROS 2 IDL), the QoS profiles of its topics, small DDS helpers, and the
 //! policy node `sdac-node`.
 
+pub mod bench;
+pub mod clock;
+pub mod control;
 pub mod dds;
 pub mod msg;
+pub mod node;
+pub mod peer;
+pub mod policy;
 pub mod qos;
+pub mod record;
 
 pub use msg::{
     CDR_LE_HEADER, CdrError, DiagnosticArray, DiagnosticStatus, Float64MultiArray, Header,

@@ -36,12 +36,15 @@ impl Time {
         }
     }
 
+    /// Nanoseconds since the clock's epoch; `None` before it (negative seconds).
+    pub fn as_nanos(&self) -> Option<u64> {
+        let sec = u64::try_from(self.sec).ok()?;
+        Some(sec * 1_000_000_000 + u64::from(self.nanosec))
+    }
+
     /// Now on the system (wall) clock, the clock ROS 2 stamps use.
     pub fn now() -> Self {
-        let ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        Self::from_nanos(ns)
+        Self::from_nanos(crate::clock::wall_clock_ns())
     }
 }
 
