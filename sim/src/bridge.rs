@@ -391,7 +391,7 @@ impl RunState {
 }
 
 /// Nanoseconds since the UNIX epoch on the system clock (0 if the clock is before it).
-fn wall_clock_ns() -> u64 {
+pub(crate) fn wall_clock_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

@@ -5,16 +5,19 @@
 //! answers it `action;stamp=<ns>`).
 //!
 //! ros2-client is async: one thread spins the node, another turns the command stream into a
-//! channel that [`DdsTransport::next_command`] waits on with a deadline.
+//! channel that [`DdsTransport::next_command`] waits on with a deadline. With a recording, every
+//! observation published and every command received is written to MCAP (rosbag2's layout, see
+//! [`sdac_ros::record`]) on the bridge's thread.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Instant;
 
 use futures::StreamExt;
 use sdac_ros::dds::{self, DdsError};
+use sdac_ros::record::{Channel, RecordError, Recorder};
 use sdac_ros::{Float64MultiArray, parse_stamp, qos, stamp_label};
 
-use crate::bridge::{Command, Transport};
+use crate::bridge::{Command, Transport, wall_clock_ns};
 
 /// Commands waiting for the bridge; more are dropped (and counted by the bridge as missing).
 const COMMAND_QUEUE: usize = 256;
@@ -30,6 +33,8 @@ pub enum DdsTransportError {
     Publish(String),
     #[error("the command subscription stopped")]
     SubscriptionClosed,
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }
 
 /// Topics and domain of a [`DdsTransport`].
@@ -39,12 +44,23 @@ pub struct DdsTopics {
     pub node_name: String,
     pub obs_topic: String,
     pub cmd_topic: String,
+    /// Where to record observations and commands as MCAP, if anywhere.
+    pub record: Option<std::path::PathBuf>,
+}
+
+/// An MCAP recording with its two channels.
+struct Recording {
+    recorder: Recorder,
+    observations: Channel,
+    commands: Channel,
 }
 
 /// ROS 2 publisher of observations and subscriber of commands.
 pub struct DdsTransport {
     observations: ros2_client::Publisher<Float64MultiArray>,
-    commands: Receiver<Command>,
+    /// Command messages with their time of receipt (ns since the UNIX epoch).
+    commands: Receiver<(Float64MultiArray, u64)>,
+    recording: Option<Recording>,
     /// Kept alive for as long as the publisher.
     _node: ros2_client::Node,
 }
@@ -53,6 +69,19 @@ impl DdsTransport {
     /// Joins the domain, creates the node, the publisher and the subscription, and starts the
     /// spinner and receiver threads.
     pub fn new(topics: &DdsTopics) -> Result<Self, DdsTransportError> {
+        let recording = match &topics.record {
+            Some(path) => {
+                let mut recorder = Recorder::create(path)?;
+                let observations = recorder.channel::<Float64MultiArray>(&topics.obs_topic)?;
+                let commands = recorder.channel::<Float64MultiArray>(&topics.cmd_topic)?;
+                Some(Recording {
+                    recorder,
+                    observations,
+                    commands,
+                })
+            }
+            None => None,
+        };
         let context = dds::context(topics.domain_id)?;
         let mut node = dds::node(&context, &topics.node_name)?;
         let observations =
@@ -74,8 +103,19 @@ impl DdsTransport {
         Ok(Self {
             observations,
             commands,
+            recording,
             _node: node,
         })
+    }
+}
+
+impl DdsTransport {
+    /// Closes the recording, if any (its summary is written here).
+    pub fn finish(self) -> Result<(), DdsTransportError> {
+        if let Some(recording) = self.recording {
+            recording.recorder.finish()?;
+        }
+        Ok(())
     }
 }
 
@@ -83,14 +123,14 @@ impl DdsTransport {
 /// that fail to deserialise are dropped (ros2-client logs them).
 async fn forward_commands(
     subscription: ros2_client::Subscription<Float64MultiArray>,
-    sender: SyncSender<Command>,
+    sender: SyncSender<(Float64MultiArray, u64)>,
 ) {
     let mut stream = Box::pin(subscription.async_stream());
     while let Some(received) = stream.next().await {
         let Ok((message, _info)) = received else {
             continue;
         };
-        match sender.try_send(command_from_message(message)) {
+        match sender.try_send((message, wall_clock_ns())) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => return,
         }
@@ -120,6 +160,12 @@ impl Transport for DdsTransport {
     fn publish_observation(&mut self, stamp: u64, obs_raw: &[f64]) -> Result<(), Self::Error> {
         // ros2-client publishes by value: each observation is a new message.
         let message = Float64MultiArray::vector(&stamp_label("obs", stamp), obs_raw.to_vec());
+        if let Some(recording) = &mut self.recording {
+            let channel = recording.observations;
+            recording
+                .recorder
+                .write(channel, wall_clock_ns(), &message)?;
+        }
         self.observations
             .publish(message)
             .map_err(|e| DdsTransportError::Publish(format!("{e:?}")))
@@ -128,7 +174,13 @@ impl Transport for DdsTransport {
     fn next_command(&mut self, deadline: Instant) -> Result<Option<Command>, Self::Error> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         match self.commands.recv_timeout(timeout) {
-            Ok(command) => Ok(Some(command)),
+            Ok((message, received_ns)) => {
+                if let Some(recording) = &mut self.recording {
+                    let channel = recording.commands;
+                    recording.recorder.write(channel, received_ns, &message)?;
+                }
+                Ok(Some(command_from_message(message)))
+            }
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(DdsTransportError::SubscriptionClosed),
         }

@@ -15,7 +15,7 @@ use sdac_runtime::Policy;
 use sdac_sim::{Assets, make_env};
 use sdac_tests::diagnostics::DiagnosticsListener;
 use sdac_tests::policies::student_k1_artifact;
-use sdac_tests::processes::{Spawned, release_binary, test_domain_id};
+use sdac_tests::processes::{Spawned, release_binary, test_domain_id, venv_python};
 
 const ENV: &str = "InvertedPendulum-v5";
 const EPISODES: u32 = 3;
@@ -65,6 +65,7 @@ fn node_drives_the_bridge_with_in_process_returns() {
     let domain = domain_id.to_string();
     let diagnostics = DiagnosticsListener::start(domain_id, "/diagnostics").unwrap();
     let report_path = dir.path().join("bridge.json");
+    let recording = dir.path().join("bridge.mcap");
 
     let mut node_cmd = Command::new(release_binary("sdac-node").unwrap());
     node_cmd
@@ -82,7 +83,9 @@ fn node_drives_the_bridge_with_in_process_returns() {
         .args(["--episodes", &EPISODES.to_string()])
         .args(["--seed", &ENV_SEED.to_string()])
         .arg("--report")
-        .arg(&report_path);
+        .arg(&report_path)
+        .arg("--record")
+        .arg(&recording);
     let mut bridge = Spawned::start(
         "sdac-sim-bridge",
         bridge_cmd,
@@ -139,4 +142,46 @@ fn node_drives_the_bridge_with_in_process_returns() {
         "node deadline misses {deadline_misses}; bridge obs->command latency p50 {} us p99 {p99_us} us max {} us",
         latency["p50_us"], latency["max_us"]
     );
+
+    // The recording holds every observation published and every command received.
+    let counts = mcap_message_counts(&recording);
+    let published = report["observations_published"].as_u64().unwrap();
+    let commands = report["commands_received"].as_u64().unwrap()
+        + report["unmatched_commands"].as_u64().unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("/sdac/command".to_owned(), commands),
+            ("/sdac/observation".to_owned(), published)
+        ]
+    );
+}
+
+/// `(topic, messages)` of each channel of an MCAP file, read back by the Python `mcap` package;
+/// every channel must carry CDR under a `ros2msg` schema named `std_msgs/msg/Float64MultiArray`.
+fn mcap_message_counts(path: &Path) -> Vec<(String, u64)> {
+    const READER: &str = "
+import collections, json, sys
+from mcap.reader import make_reader
+counts = collections.Counter()
+with open(sys.argv[1], 'rb') as f:
+    for schema, channel, _message in make_reader(f).iter_messages():
+        assert channel.message_encoding == 'cdr', channel.message_encoding
+        assert schema.encoding == 'ros2msg', schema.encoding
+        assert schema.name == 'std_msgs/msg/Float64MultiArray', schema.name
+        counts[channel.topic] += 1
+print(json.dumps(sorted(counts.items())))
+";
+    let output = Command::new(venv_python().unwrap())
+        .args(["-c", READER])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "reading {} back: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -50,7 +50,7 @@ struct Args {
     /// Write the run's report (returns, steps, latency, bad commands) as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Write observations and commands as MCAP (not available yet: the bridge refuses it).
+    /// Record every observation published and command received as MCAP (rosbag2's layout).
     #[arg(long)]
     record: Option<PathBuf>,
 }
@@ -66,12 +66,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(path) = &args.record {
-        bail!(
-            "--record {}: MCAP recording is not implemented in the bridge yet",
-            path.display()
-        );
-    }
     let pacing = match args.rate {
         Some(rate_hz) if rate_hz.is_finite() && rate_hz > 0.0 => Pacing::RealTime {
             period: Duration::from_secs_f64(1.0 / rate_hz),
@@ -95,6 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         node_name: "sdac_sim_bridge".to_owned(),
         obs_topic: args.obs_topic.clone(),
         cmd_topic: args.cmd_topic.clone(),
+        record: args.record.clone(),
     };
     let mut transport = DdsTransport::new(&topics)?;
     println!(
@@ -120,6 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             episode.truncated
         );
     })?;
+    transport.finish()?;
     print_summary(&report);
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report)?;
