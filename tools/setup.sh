@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One-step setup on a fresh machine (Debian, root or sudo): system packages the build needs,
-# then MuJoCo 3.17.0 and Gymnasium's MJCF task models from their PyPI wheels into the
-# git-ignored cache folder `.cache/third_party/`. Idempotent: a second run only checks.
+# One-step setup on a fresh machine (Debian, root or sudo): system packages the build needs
+# (protoc), MuJoCo 3.17.0 and Gymnasium's MJCF task models from their PyPI wheels into the
+# git-ignored cache folder `.cache/third_party/`, and the tests' Python packages in `.cache/venv`
+# (tools/setup-python.sh). Idempotent: a second run only checks.
 #
 #   .cache/third_party/mujoco/lib/libmujoco.so{,.3.17.0}   linked by mujoco-rs (see .cargo/config.toml)
 #   .cache/third_party/mujoco/include/                      MuJoCo's C headers
@@ -13,6 +14,16 @@ GYMNASIUM_VERSION=1.2.2
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache="$root/.cache/third_party"
 stamp="$cache/.done-mujoco-$MUJOCO_VERSION-gymnasium-$GYMNASIUM_VERSION"
+
+# candle-onnx compiles the ONNX protobuf definitions at build time.
+if ! command -v protoc >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq protobuf-compiler
+    else
+        echo "setup: protoc is needed to build candle-onnx; install protobuf-compiler" >&2
+        exit 1
+    fi
+fi
 
 if [ -f "$stamp" ] && [ -f "$cache/mujoco/lib/libmujoco.so" ] && [ -f "$cache/gymnasium/assets/half_cheetah.xml" ]; then
     echo "setup: MuJoCo $MUJOCO_VERSION and Gymnasium $GYMNASIUM_VERSION assets already in $cache"
@@ -57,3 +68,6 @@ PY
     touch "$stamp"
     echo "setup: MuJoCo $MUJOCO_VERSION -> $cache/mujoco, Gymnasium $GYMNASIUM_VERSION assets -> $cache/gymnasium/assets"
 fi
+
+# The Python packages the tests cross-check against (Cyclone DDS, onnxruntime, ...).
+bash "$root/tools/setup-python.sh"
