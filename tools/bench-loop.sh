@@ -20,7 +20,6 @@ if [ -z "$policy" ]; then
         --student 1 --format safetensors --out "$policy"
 fi
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-97}
-episodes=$(( seconds * rate / 1000 ))   # InvertedPendulum episodes run 1000 steps
 
 "$root/.cache/venv/bin/python" - "$work/diag.json" "$(( seconds + 20 ))" <<'PY' &
 import json, sys, time, os
@@ -77,7 +76,7 @@ listener=$!
 node=$!
 sleep 1
 "$root/target/release/sdac-sim-bridge" --env InvertedPendulum-v5 --rate "$rate" \
-    --episodes "$episodes" --seed 0 --report "$work/bridge.json" > "$work/bridge.log" 2>&1 &
+    --episodes 1000000 --max-steps $(( seconds * rate )) --seed 0 --report "$work/bridge.json" > "$work/bridge.log" 2>&1 &
 bridge=$!
 bridge_ticks0=0
 node_ticks0=$(awk '{print $14 + $15}' /proc/$node/stat)
@@ -101,7 +100,7 @@ elapsed, node_t, bridge_t, hz, rate = float(sys.argv[3]), int(sys.argv[4]), int(
 lat = b["command_latency"]
 rows = [
     ("rate (Hz)", rate), ("run (s)", f"{elapsed:.1f}"), ("bridge steps", b["steps"]),
-    ("episode returns (min/max)", f"{min(e['return'] for e in b['episodes']):.0f}/{max(e['return'] for e in b['episodes']):.0f}"),
+    ("episodes finished (returns min/max)", f"{len(b['episodes'])} ({min(e['return'] for e in b['episodes']):.0f}/{max(e['return'] for e in b['episodes']):.0f})"),
     ("obs->command latency p50 (us)", f"{lat['p50_us']:.0f}"), ("obs->command latency p99 (us)", f"{lat['p99_us']:.0f}"),
     ("obs->command latency max (us)", f"{lat['max_us']:.0f}"), ("bridge step overruns", b["step_overruns"]),
     ("bad commands", b["bad_commands"]),

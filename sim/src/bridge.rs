@@ -95,6 +95,8 @@ pub struct BridgeConfig {
     /// How often an unanswered observation is published again (observations travel best
     /// effort): while waiting for the first answer, and in lockstep.
     pub resend_interval: Duration,
+    /// Stop after this many steps in all, even mid-episode (that episode is not reported).
+    pub max_steps: Option<u64>,
 }
 
 /// One finished episode.
@@ -215,7 +217,7 @@ pub fn run_bridge<T: Transport>(
             command_latency: LatencyStats::default(),
         },
     };
-    for episode in 0..config.episodes {
+    'episodes: for episode in 0..config.episodes {
         let seed = config.seed.wrapping_add(u64::from(episode));
         env.reset(Some(seed), &mut state.obs_raw)?;
         state.action.fill(0.0);
@@ -253,6 +255,12 @@ pub fn run_bridge<T: Transport>(
                     }
                     state.drain_until(transport, next_step_at)?;
                 }
+            }
+            if config
+                .max_steps
+                .is_some_and(|max| state.report.steps >= max)
+            {
+                break 'episodes;
             }
             let outcome = env.step(&state.action, &mut state.obs_raw)?;
             episode_report.episode_return += outcome.reward;
@@ -485,6 +493,7 @@ mod tests {
             },
             startup_timeout: Duration::from_millis(timeout_ms),
             resend_interval: Duration::from_millis(timeout_ms),
+            max_steps: None,
         }
     }
 

@@ -33,6 +33,9 @@ struct Args {
     /// Episodes to run before exiting.
     #[arg(long, default_value_t = 1)]
     episodes: u32,
+    /// Stop after this many steps in all, even mid-episode (for timed runs).
+    #[arg(long)]
+    max_steps: Option<u64>,
     /// Episode i resets the task with seed + i.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -81,6 +84,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         pacing,
         startup_timeout: Duration::from_secs(args.startup_timeout_s),
         resend_interval: Duration::from_millis(20),
+        max_steps: args.max_steps,
     };
     let assets = Assets::discover()?;
     let mut env = make_env(&args.env, &assets)?;
