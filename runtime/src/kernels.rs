@@ -140,8 +140,8 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// Rows per micro-kernel call in batched layers, and panels per call in each case.
-const BATCH_ROWS: usize = 2;
-const BATCH_PANELS: usize = 6;
+const BATCH_ROWS: usize = 3;
+const BATCH_PANELS: usize = 4;
 const SINGLE_ROW_PANELS: usize = 8;
 
 #[inline(always)]
