@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod act;
 mod bench;
+mod bench_loop;
 mod checkpoint;
 mod config;
 mod curve;
@@ -49,6 +51,8 @@ enum Command {
     Export(export::ExportArgs),
     /// The whole toolchain on a small task: train, distil, export, sim-in-the-loop over ROS 2.
     Pipeline(pipeline::PipelineArgs),
+    /// A policy file's actions for observations and noise from CSV files (engine cross-checks).
+    Act(act::ActArgs),
     /// Performance tables.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Distill(args) => distill::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
+        Command::Act(args) => act::run(&args),
         Command::Bench(command) => bench::run(&command),
     };
     match result {
