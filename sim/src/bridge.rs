@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Env, SimError};
 
@@ -100,7 +100,7 @@ pub struct BridgeConfig {
 }
 
 /// One finished episode.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpisodeReport {
     pub episode: u32,
     pub seed: u64,
@@ -113,7 +113,7 @@ pub struct EpisodeReport {
 }
 
 /// Nearest-rank percentiles of observation-to-command latency, microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyStats {
     pub count: usize,
     pub p50_us: f64,
@@ -140,11 +140,11 @@ impl LatencyStats {
 }
 
 /// Everything a bridge run measured; written as JSON by `--report`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BridgeReport {
     pub env: String,
     /// `lockstep` or `realtime`.
-    pub pacing: &'static str,
+    pub pacing: String,
     /// Step rate in real-time pacing; `null` in lockstep.
     pub rate_hz: Option<f64>,
     pub episodes: Vec<EpisodeReport>,
@@ -164,6 +164,9 @@ pub struct BridgeReport {
     /// Observation published -> command answering it received (the first observation of the
     /// run, answered once the controller discovered the bridge, is left out).
     pub command_latency: LatencyStats,
+    /// What the controller last reported about itself (its diagnostics' key-value pairs, e.g.
+    /// `deadline_misses_total`), when the transport listens to it.
+    pub controller_diagnostics: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Observations whose publication time is kept to match late answers in real time.
@@ -201,7 +204,8 @@ pub fn run_bridge<T: Transport>(
             pacing: match config.pacing {
                 Pacing::Lockstep { .. } => "lockstep",
                 Pacing::RealTime { .. } => "realtime",
-            },
+            }
+            .to_owned(),
             rate_hz: match config.pacing {
                 Pacing::Lockstep { .. } => None,
                 Pacing::RealTime { period } => Some(1.0 / period.as_secs_f64()),
@@ -215,6 +219,7 @@ pub fn run_bridge<T: Transport>(
             command_timeouts: 0,
             step_overruns: 0,
             command_latency: LatencyStats::default(),
+            controller_diagnostics: None,
         },
     };
     'episodes: for episode in 0..config.episodes {

@@ -9,13 +9,15 @@
 //! observation published and every command received is written to MCAP (rosbag2's layout, see
 //! [`sdac_ros::record`]) on the bridge's thread.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
 use sdac_ros::dds::{self, DdsError};
 use sdac_ros::record::{Channel, RecordError, Recorder};
-use sdac_ros::{Float64MultiArray, parse_stamp, qos, stamp_label};
+use sdac_ros::{DiagnosticArray, Float64MultiArray, parse_stamp, qos, stamp_label};
 
 use crate::bridge::{Command, Transport, wall_clock_ns};
 
@@ -46,7 +48,13 @@ pub struct DdsTopics {
     pub cmd_topic: String,
     /// Where to record observations and commands as MCAP, if anywhere.
     pub record: Option<std::path::PathBuf>,
+    /// The controller's `diagnostic_msgs/DiagnosticArray` topic, if it has one: the newest
+    /// message is kept for the report.
+    pub diag_topic: Option<String>,
 }
+
+/// The first status of the newest diagnostics message, as key-value pairs.
+type LatestDiagnostics = Arc<Mutex<Option<BTreeMap<String, String>>>>;
 
 /// An MCAP recording with its two channels.
 struct Recording {
@@ -61,6 +69,7 @@ pub struct DdsTransport {
     /// Command messages with their time of receipt (ns since the UNIX epoch).
     commands: Receiver<(Float64MultiArray, u64)>,
     recording: Option<Recording>,
+    diagnostics: LatestDiagnostics,
     /// Kept alive for as long as the publisher.
     _node: ros2_client::Node,
 }
@@ -95,6 +104,16 @@ impl DdsTransport {
             .name("ros2-spinner".into())
             .spawn(move || futures::executor::block_on(spinner.spin()))
             .map_err(|e| DdsTransportError::Spinner(e.to_string()))?;
+        let diagnostics = LatestDiagnostics::default();
+        if let Some(topic) = &topics.diag_topic {
+            let subscription =
+                dds::subscription::<DiagnosticArray>(&mut node, topic, qos::DIAGNOSTICS)?;
+            let latest = diagnostics.clone();
+            std::thread::Builder::new()
+                .name("ros2-diagnostics".into())
+                .spawn(move || futures::executor::block_on(keep_newest(subscription, latest)))
+                .map_err(|e| DdsTransportError::Spinner(e.to_string()))?;
+        }
         let (sender, commands) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
         std::thread::Builder::new()
             .name("ros2-commands".into())
@@ -104,18 +123,45 @@ impl DdsTransport {
             observations,
             commands,
             recording,
+            diagnostics,
             _node: node,
         })
     }
 }
 
 impl DdsTransport {
+    /// The first status of the controller's newest diagnostics message, as key-value pairs
+    /// (`None` without `diag_topic` or before the first message).
+    pub fn controller_diagnostics(&self) -> Option<BTreeMap<String, String>> {
+        self.diagnostics.lock().ok()?.clone()
+    }
+
     /// Closes the recording, if any (its summary is written here).
     pub fn finish(self) -> Result<(), DdsTransportError> {
         if let Some(recording) = self.recording {
             recording.recorder.finish()?;
         }
         Ok(())
+    }
+}
+
+/// Keeps the first status of the newest diagnostics message in `latest`.
+async fn keep_newest(
+    subscription: ros2_client::Subscription<DiagnosticArray>,
+    latest: LatestDiagnostics,
+) {
+    let mut stream = Box::pin(subscription.async_stream());
+    while let Some(received) = stream.next().await {
+        let Ok((message, _info)) = received else {
+            continue;
+        };
+        let Some(status) = message.status.into_iter().next() else {
+            continue;
+        };
+        let values = status.values.into_iter().map(|kv| (kv.key, kv.value));
+        if let Ok(mut slot) = latest.lock() {
+            *slot = Some(values.collect());
+        }
     }
 }
 

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use sdac_sim::replay::TraceRow;
 
-pub mod diagnostics;
 pub mod policies;
 pub mod processes;
 

@@ -17,6 +17,9 @@ pub enum BenchCommand {
     /// per update, the fraction of this machine's measured matrix-multiply peak, and (given the
     /// authors' JAX code beside the project) their update rate in the same run.
     Update(UpdateBenchArgs),
+    /// `sdac-node` against `sdac-sim-bridge` in real time over DDS on this host: observation ->
+    /// command latency, deadline misses, step overruns, CPU use.
+    Loop(crate::bench_loop::LoopBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -65,6 +68,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Env(args) => bench_env(args),
         BenchCommand::Update(args) => update::bench_update(args),
+        BenchCommand::Loop(args) => crate::bench_loop::bench_loop(args),
     }
 }
 

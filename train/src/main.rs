@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod act;
 mod bench;
 mod bench_loop;
+mod bench_loop;
 mod checkpoint;
 mod config;
 mod curve;

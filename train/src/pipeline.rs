@@ -199,7 +199,7 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
 }
 
 /// `name` in the folder of the running `sdac` binary.
-fn sibling(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir.join(name);
     if !path.is_file() {
         bail!(
@@ -294,11 +294,11 @@ fn sim_in_the_loop(
 }
 
 /// A child process that is killed if the pipeline stops before it does.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl KillOnDrop {
     /// SIGINT, then the exit status within 5 s (a kill after that).
-    fn interrupt_and_wait(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn interrupt_and_wait(&mut self) -> anyhow::Result<()> {
         let Ok(pid) = libc::pid_t::try_from(self.0.id()) else {
             bail!("process id {} out of range", self.0.id());
         };
@@ -327,7 +327,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))

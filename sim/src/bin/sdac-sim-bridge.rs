@@ -50,6 +50,10 @@ struct Args {
     /// How long the first observation waits for a controller to answer before the bridge fails.
     #[arg(long, default_value_t = 30)]
     startup_timeout_s: u64,
+    /// The controller's diagnostic_msgs/DiagnosticArray topic: the newest message's values go
+    /// into the report (`controller_diagnostics`).
+    #[arg(long)]
+    diag_topic: Option<String>,
     /// Write the run's report (returns, steps, latency, bad commands) as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -94,6 +98,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         obs_topic: args.obs_topic.clone(),
         cmd_topic: args.cmd_topic.clone(),
         record: args.record.clone(),
+        diag_topic: args.diag_topic.clone(),
     };
     let mut transport = DdsTransport::new(&topics)?;
     println!(
@@ -108,7 +113,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 format!("real time at {:.1} Hz", 1.0 / period.as_secs_f64()),
         }
     );
-    let report = run_bridge(env.as_mut(), &mut transport, &config, |episode| {
+    let mut report = run_bridge(env.as_mut(), &mut transport, &config, |episode| {
         println!(
             "episode {} seed {} return {:.6} steps {} terminated {} truncated {}",
             episode.episode,
@@ -119,6 +124,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             episode.truncated
         );
     })?;
+    report.controller_diagnostics = transport.controller_diagnostics();
     transport.finish()?;
     print_summary(&report);
     if let Some(path) = &args.report {
@@ -145,4 +151,12 @@ fn print_summary(report: &BridgeReport) {
         latency.p99_us,
         latency.max_us
     );
+    if let Some(diagnostics) = &report.controller_diagnostics {
+        let value = |key: &str| diagnostics.get(key).map_or("?", String::as_str);
+        println!(
+            "controller: {} deadline misses, compute p99 {} us",
+            value("deadline_misses_total"),
+            value("compute_p99_us")
+        );
+    }
 }
