@@ -1,0 +1,36 @@
+//! Writes small valid policy artifacts (synthetic seeded weights) into a folder, the seed
+//! corpus of the loader fuzz target: `cargo run --release -p sdac-runtime --example
+//! write_fuzz_seeds -- runtime/fuzz/corpus/load`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{Shape, synthetic};
+
+fn main() -> std::io::Result<()> {
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "runtime/fuzz/corpus/load".into());
+    std::fs::create_dir_all(&dir)?;
+    let tiny = |mut shape: Shape, hidden: Vec<usize>| {
+        shape.obs_dim = 2;
+        shape.act_dim = 1;
+        shape.hidden = hidden;
+        shape
+    };
+    let mut teacher = tiny(Shape::teacher(), vec![4]);
+    teacher.candidates = 2;
+    teacher.schedule_steps = 3;
+    teacher.timesteps = vec![2, 1, 0];
+    let seeds = [
+        ("teacher", teacher),
+        ("student-k1", tiny(Shape::student(1), vec![3])),
+        ("student-k2", tiny(Shape::student(2), vec![2, 3])),
+    ];
+    for (i, (name, shape)) in seeds.into_iter().enumerate() {
+        let path = format!("{dir}/{name}.safetensors");
+        std::fs::write(&path, synthetic(&shape, i as u64).bytes())?;
+        println!("{path}");
+    }
+    Ok(())
+}
