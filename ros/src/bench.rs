@@ -101,17 +101,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let period_ns = (1e9 / args.rate).round() as u64;
     let warmup_periods = (args.warmup_seconds * args.rate).round() as u64;
     let measured_periods = (args.seconds * args.rate).round() as u64;
+    // Observations keep coming for a tail after the measurement, so that the diagnostics
+    // windows that overlap its end see a healthy stream too.
+    let tail_periods = (1.5 * args.rate).round() as u64;
     let mut command = vec![0.0f64; 0];
     let mut next_ns = clock::monotonic_ns() + period_ns;
-    let mut measure_from_ns = 0;
-    let mut baseline: Option<DiagnosticArray> = None;
+    let (mut measure_from_ns, mut measure_to_ns) = (0, 0);
     let mut seen_commands = 0;
-    for k in 0..warmup_periods + measured_periods {
+    for k in 0..warmup_periods + measured_periods + tail_periods {
         clock::sleep_until_ns(next_ns);
         next_ns += period_ns;
         if k == warmup_periods {
             measure_from_ns = clock::monotonic_ns();
-            baseline = peer.received().diagnostics.last().cloned();
+        }
+        if k == warmup_periods + measured_periods {
+            measure_to_ns = clock::monotonic_ns();
         }
         {
             let received = peer.received();
@@ -129,9 +133,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let stamp = clock::monotonic_ns();
         peer.publish(Float64MultiArray::vector(&stamp_label("obs", stamp), data));
     }
-    let measure_to_ns = clock::monotonic_ns();
-    // Let the last commands and one more diagnostics window arrive.
-    std::thread::sleep(Duration::from_millis(1200));
 
     let mut child_process = child.0.take().context("node process handle")?;
     // SAFETY: plain kill(2) on our own child's pid.
@@ -168,27 +169,32 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|c| c.message.data.iter().any(|v| !v.is_finite()))
         .count();
-    let last = received
+    // Each report covers the second before it arrives: keep those inside the measurement.
+    let windows: Vec<&DiagnosticArray> = received
         .diagnostics
-        .last()
-        .context("no diagnostics from the node")?;
-    let total = |d: &DiagnosticArray, key: &str| diag_value(d, key).unwrap_or(0.0);
-    let base = |key: &str| baseline.as_ref().map_or(0.0, |d| total(d, key));
-    let misses = total(last, "deadline_misses_total") - base("deadline_misses_total");
-    let faults = total(last, "faults_total") - base("faults_total");
-    let windows: Vec<&DiagnosticArray> = received.diagnostics.iter().skip(2).collect();
+        .iter()
+        .filter(|d| {
+            d.received_ns > measure_from_ns + 1_050_000_000
+                && d.received_ns <= measure_to_ns + 1_000_000_000
+        })
+        .map(|d| &d.message)
+        .collect();
+    if windows.is_empty() {
+        bail!("no diagnostics window inside the measurement: run longer");
+    }
+    let sum = |key: &str| -> f64 { windows.iter().filter_map(|d| diag_value(d, key)).sum() };
     let worst = |key: &str| {
         windows
             .iter()
             .filter_map(|d| diag_value(d, key))
             .fold(0.0f64, f64::max)
     };
-    let mut p50s: Vec<f64> = windows
-        .iter()
-        .filter_map(|d| diag_value(d, "compute_p50_us"))
-        .collect();
-    p50s.sort_by(f64::total_cmp);
-    let compute_p50 = p50s.get(p50s.len() / 2).copied().unwrap_or(0.0);
+    let median = |key: &str| {
+        let mut values: Vec<f64> = windows.iter().filter_map(|d| diag_value(d, key)).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(0.0)
+    };
+    let compute_p50 = median("compute_p50_us");
     let measured_s = (measure_to_ns - measure_from_ns) as f64 / 1e9;
     let us = |ns: u64| ns as f64 / 1e3;
 
@@ -203,7 +209,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "| commands received / s | {:.1} |",
         commands_in_window as f64 / measured_s
     );
-    println!("| deadline misses | {misses} |");
+    println!(
+        "| node periods / deadline misses ({} diagnostics windows) | {} / {} |",
+        windows.len(),
+        sum("periods"),
+        sum("deadline_misses")
+    );
     println!(
         "| observations answered | {} of {measured_periods} |",
         latency.len()
@@ -220,15 +231,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         worst("compute_max_us")
     );
     println!(
-        "| node receipt-to-publish p99 (worst window) | {:.1} us |",
-        worst("latency_p99_us")
+        "| node receipt-to-publish p50 (median window) / p99 / max (worst window) | {:.1} / {:.1} / {:.1} us |",
+        median("latency_p50_us"),
+        worst("latency_p99_us"),
+        worst("latency_max_us")
     );
     println!(
         "| node wake-up lateness max | {:.1} us |",
         worst("wake_late_max_us")
     );
-    println!("| safe-action periods (faults) | {faults} |");
+    println!(
+        "| safe-action periods (faults) | {} |",
+        sum("commands_safe")
+    );
     println!("| non-finite commands | {non_finite} |");
+    let scheduling = windows
+        .last()
+        .and_then(|d| d.status.iter().find(|s| s.name == DIAGNOSTIC_NAME))
+        .and_then(|s| s.value("scheduling"))
+        .unwrap_or("unknown");
+    println!("| control thread scheduling | {scheduling} |");
+    println!("| grid phase shifts | {} |", sum("phase_shifts"));
     println!(
         "| node CPU (user+sys) | {:.1} % of one core |",
         100.0 * node_cpu_ns as f64 / node_wall_ns as f64

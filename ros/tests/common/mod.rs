@@ -129,7 +129,7 @@ pub fn assert_no_non_finite(peer: &Peer) {
 
 /// The latest value of `key` in the node's diagnostics.
 pub fn diagnostic(received: &Received, key: &str) -> Option<String> {
-    let last = received.diagnostics.last()?;
+    let last = &received.diagnostics.last()?.message;
     last.status
         .iter()
         .find(|s| s.name == sdac_ros::node::DIAGNOSTIC_NAME)?
