@@ -13,10 +13,14 @@ mod kernels;
 mod load;
 pub mod mish;
 mod network;
+#[cfg(feature = "onnx")]
+mod onnx;
 mod policy;
 mod rng;
 mod schedule;
 
 pub use error::{ActError, LoadError};
+#[cfg(feature = "onnx")]
+pub use onnx::{OnnxError, OnnxPolicy};
 pub use policy::Policy;
 pub use rng::NoiseRng;

@@ -207,7 +207,11 @@ impl std::fmt::Debug for Policy {
 }
 
 /// `Ok` if `values` has `expected` values, all finite.
-fn check_finite(what: &'static str, values: &[f32], expected: usize) -> Result<(), ActError> {
+pub(crate) fn check_finite(
+    what: &'static str,
+    values: &[f32],
+    expected: usize,
+) -> Result<(), ActError> {
     if values.len() != expected {
         return Err(ActError::WrongLength {
             what,
