@@ -709,3 +709,253 @@ pub fn run_control_loop<P: ActionPolicy>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::ObservationError;
+
+    /// action = [sum(obs), obs[0]]; refuses when `refuse` is set; NaN output when `nan`.
+    struct Sum {
+        calls: usize,
+        refuse: bool,
+        nan: bool,
+    }
+
+    impl ActionPolicy for Sum {
+        fn obs_dim(&self) -> usize {
+            3
+        }
+        fn act_dim(&self) -> usize {
+            2
+        }
+        fn action_low(&self) -> &[f64] {
+            &[0.5, -1.0]
+        }
+        fn action_high(&self) -> &[f64] {
+            &[2.0, 1.0]
+        }
+        fn act(&mut self, obs: &[f32], action: &mut [f32]) -> Result<(), PolicyRefused> {
+            self.calls += 1;
+            if self.refuse {
+                return Err(PolicyRefused);
+            }
+            action[0] = if self.nan { f32::NAN } else { obs.iter().sum() };
+            action[1] = obs[0];
+            Ok(())
+        }
+    }
+
+    const MS: u64 = 1_000_000;
+
+    fn controller(safe_action: SafeAction) -> Controller<Sum> {
+        let policy = Sum {
+            calls: 0,
+            refuse: false,
+            nan: false,
+        };
+        let config = ControlConfig {
+            period_ns: MS,
+            obs_timeout_ns: 20 * MS,
+            safe_action,
+        };
+        Controller::new(policy, config).unwrap()
+    }
+
+    fn obs(values: &[f32], stamp: Option<u64>, received_ns: u64) -> ObservationPod {
+        let mut pod = ObservationPod::empty(received_ns);
+        pod.values[..values.len()].copy_from_slice(values);
+        pod.len = values.len();
+        pod.stamp = stamp;
+        pod
+    }
+
+    #[test]
+    fn a_fresh_observation_is_answered_with_its_stamp() {
+        let mut c = controller(SafeAction::Zero);
+        let cmd = c.decide(100, Some(&obs(&[1.0, 2.0, 3.0], Some(7), 90)));
+        assert_eq!(cmd.source, CommandSource::Policy);
+        assert_eq!(cmd.values(), &[6.0, 1.0]);
+        assert_eq!(cmd.stamp, Some(7));
+        assert_eq!(cmd.obs_received_ns, Some(90));
+    }
+
+    #[test]
+    fn without_observations_the_safe_action_is_zero_clamped_into_bounds() {
+        let mut c = controller(SafeAction::Zero);
+        let cmd = c.decide(0, None);
+        assert_eq!(cmd.source, CommandSource::Safe);
+        assert_eq!(cmd.values(), &[0.5, 0.0]);
+        assert_eq!(c.last_fault, Some(Fault::NoObservation));
+        assert_eq!(c.faults_total.no_observation, 1);
+    }
+
+    #[test]
+    fn the_last_command_repeats_until_the_observation_is_stale() {
+        let mut c = controller(SafeAction::Zero);
+        c.decide(0, Some(&obs(&[1.0, 1.0, 1.0], Some(1), 0)));
+        let repeat = c.decide(10 * MS, None);
+        assert_eq!(repeat.source, CommandSource::Repeat);
+        assert_eq!(repeat.values(), &[3.0, 1.0]);
+        assert_eq!(repeat.stamp, Some(1));
+        assert!(c.expects_observation(20 * MS));
+        let stale = c.decide(21 * MS, None);
+        assert_eq!(stale.source, CommandSource::Safe);
+        assert_eq!(stale.values(), &[0.5, 0.0]);
+        assert!(matches!(c.last_fault, Some(Fault::Stale { age_ns }) if age_ns == 21 * MS));
+        // An observation that waited too long in the queue is stale too.
+        let late = c.decide(50 * MS, Some(&obs(&[1.0, 1.0, 1.0], None, 29 * MS)));
+        assert_eq!(late.source, CommandSource::Safe);
+        assert_eq!(c.faults_total.stale, 2);
+    }
+
+    #[test]
+    fn bad_observations_give_the_safe_action_and_count_a_fault() {
+        let mut c = controller(SafeAction::Hold);
+        c.decide(0, Some(&obs(&[1.0, 2.0, 0.0], None, 0)));
+        let invalid = ObservationFault::Invalid(ObservationError::NonFinite {
+            index: 1,
+            value: f64::NAN,
+        });
+        let cases = [
+            ObservationPod::faulty(invalid, MS),
+            ObservationPod::faulty(ObservationFault::Malformed, MS),
+            obs(&[1.0, 2.0], None, MS),
+        ];
+        for pod in &cases {
+            let cmd = c.decide(MS, Some(pod));
+            assert_eq!(cmd.source, CommandSource::Safe);
+            // hold: the last policy action.
+            assert_eq!(cmd.values(), &[3.0, 1.0]);
+        }
+        assert_eq!(c.faults_total.invalid, 2);
+        assert_eq!(c.faults_total.malformed, 1);
+        assert_eq!(c.policy.calls, 1);
+        // Recovery with the next good observation.
+        let cmd = c.decide(2 * MS, Some(&obs(&[0.0, 0.0, 1.0], None, 2 * MS)));
+        assert_eq!(cmd.source, CommandSource::Policy);
+        assert_eq!(cmd.values(), &[1.0, 0.0]);
+    }
+
+    #[test]
+    fn a_policy_that_refuses_or_returns_nan_never_reaches_the_command() {
+        let mut c = controller(SafeAction::Zero);
+        c.policy.nan = true;
+        let cmd = c.decide(0, Some(&obs(&[1.0, 2.0, 3.0], None, 0)));
+        assert_eq!(cmd.source, CommandSource::Safe);
+        assert!(cmd.values().iter().all(|v| v.is_finite()));
+        c.policy.nan = false;
+        c.policy.refuse = true;
+        let cmd = c.decide(0, Some(&obs(&[1.0, 2.0, 3.0], None, 0)));
+        assert_eq!(cmd.source, CommandSource::Safe);
+        assert_eq!(c.faults_total.policy, 2);
+    }
+
+    #[test]
+    fn the_same_stamped_observation_is_answered_once() {
+        let mut c = controller(SafeAction::Zero);
+        c.decide(0, Some(&obs(&[1.0, 1.0, 1.0], Some(5), 0)));
+        let again = c.decide(15 * MS, Some(&obs(&[1.0, 1.0, 1.0], Some(5), 15 * MS)));
+        assert_eq!(again.source, CommandSource::Repeat);
+        assert_eq!(again.stamp, Some(5));
+        assert_eq!(c.policy.calls, 1);
+        // The re-sent observation keeps the watchdog fed.
+        assert_eq!(c.decide(30 * MS, None).source, CommandSource::Repeat);
+    }
+
+    #[test]
+    fn policies_larger_than_the_buffers_are_refused() {
+        struct Wide;
+        impl ActionPolicy for Wide {
+            fn obs_dim(&self) -> usize {
+                MAX_OBS_DIM + 1
+            }
+            fn act_dim(&self) -> usize {
+                1
+            }
+            fn action_low(&self) -> &[f64] {
+                &[0.0]
+            }
+            fn action_high(&self) -> &[f64] {
+                &[1.0]
+            }
+            fn act(&mut self, _: &[f32], _: &mut [f32]) -> Result<(), PolicyRefused> {
+                Ok(())
+            }
+        }
+        let config = ControlConfig {
+            period_ns: MS,
+            obs_timeout_ns: MS,
+            safe_action: SafeAction::Zero,
+        };
+        assert_eq!(
+            Controller::new(Wide, config).err(),
+            Some(ControlError::ObsTooLarge(MAX_OBS_DIM + 1))
+        );
+    }
+
+    #[test]
+    fn the_grid_follows_only_a_one_to_one_stream_that_arrives_after_the_command() {
+        let pod = obs(&[0.0; 3], None, 10 * MS);
+        // Waited 650 us at the period start, one observation per period: move 587.5 us earlier.
+        let woke = 10 * MS + 650_000;
+        assert_eq!(
+            phase_shift_ns(MS, Some(&pod), woke, 1, 1),
+            650_000 - MS / 16
+        );
+        // Long waits are capped at half a period.
+        assert_eq!(
+            phase_shift_ns(MS, Some(&pod), 10 * MS + 900_000, 1, 1),
+            MS / 2
+        );
+        // Already aligned (arrived just before the start), faster or slower streams, faulty
+        // observations, or an observation answered on arrival: no move.
+        assert_eq!(phase_shift_ns(MS, Some(&pod), 10 * MS + 100_000, 1, 1), 0);
+        assert_eq!(phase_shift_ns(MS, Some(&pod), woke, 10, 10), 0);
+        assert_eq!(phase_shift_ns(MS, Some(&pod), woke, 1, 0), 0);
+        let faulty = ObservationPod::faulty(ObservationFault::Malformed, 10 * MS);
+        assert_eq!(phase_shift_ns(MS, Some(&faulty), woke, 1, 1), 0);
+        assert_eq!(phase_shift_ns(MS, None, woke, 1, 1), 0);
+    }
+
+    #[test]
+    fn a_full_window_sends_a_report_with_counts_and_quantiles() {
+        let mut c = controller(SafeAction::Zero);
+        let mut commands: heapless::spsc::Queue<CommandPod, QUEUE_SLOTS> =
+            heapless::spsc::Queue::new();
+        let mut reports: heapless::spsc::Queue<WindowReport, 4> = heapless::spsc::Queue::new();
+        let mut observations: heapless::spsc::Queue<ObservationPod, 2> =
+            heapless::spsc::Queue::new();
+        let waker = AtomicWaker::new();
+        let (_, obs_consumer) = observations.split();
+        let (cmd_producer, mut cmd_consumer) = commands.split();
+        let (report_producer, mut report_consumer) = reports.split();
+        let mut links = ControlLinks {
+            observations: obs_consumer,
+            commands: cmd_producer,
+            reports: report_producer,
+            dds_waker: &waker,
+        };
+        for k in 0..1000u64 {
+            let now = clock::monotonic_ns();
+            let timing = PeriodTiming {
+                start_ns: now,
+                woke_ns: now,
+            };
+            let pod = obs(&[1.0, 0.0, 0.0], Some(k), now);
+            let input = (k % 2 == 0).then_some(&pod);
+            c.tick(timing, input, &mut links);
+            assert!(cmd_consumer.dequeue().is_some());
+        }
+        let report = report_consumer
+            .dequeue()
+            .expect("one report per 1000 periods");
+        assert!(report_consumer.dequeue().is_none());
+        assert_eq!(report.periods, 1000);
+        assert_eq!(report.sources.policy, 500);
+        assert_eq!(report.sources.repeat, 500);
+        assert_eq!(report.faults.total(), 0);
+        assert!(report.compute_p50_ns <= report.compute_p99_ns);
+        assert!(report.compute_p99_ns <= report.compute_max_ns);
+    }
+}
