@@ -897,11 +897,11 @@ mod tests {
     #[test]
     fn the_grid_follows_only_a_one_to_one_stream_that_arrives_after_the_command() {
         let pod = obs(&[0.0; 3], None, 10 * MS);
-        // Waited 650 us at the period start, one observation per period: move 587.5 us earlier.
-        let woke = 10 * MS + 650_000;
+        // Waited 400 us at the period start, one observation per period: move 337.5 us earlier.
+        let woke = 10 * MS + 400_000;
         assert_eq!(
             phase_shift_ns(MS, Some(&pod), woke, 1, 1),
-            650_000 - MS / 16
+            400_000 - MS / 16
         );
         // Long waits are capped at half a period.
         assert_eq!(
