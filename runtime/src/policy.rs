@@ -30,7 +30,7 @@ struct Core {
     metadata: Metadata,
     isa: Isa,
     obs_mean: Vec<f32>,
-    obs_inv_std: Vec<f32>,
+    obs_std: Vec<f32>,
     action_low: Vec<f32>,
     /// `(high - low) / 2`.
     action_half_range: Vec<f32>,
@@ -94,11 +94,6 @@ impl Policy {
         let metadata = artifact.metadata;
         let f32s = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let normalization = &metadata.obs_normalization;
-        let obs_inv_std = normalization
-            .std
-            .iter()
-            .map(|&s| (1.0 / s) as f32)
-            .collect();
         let action_half_range = metadata
             .action_low
             .iter()
@@ -126,7 +121,7 @@ impl Policy {
         let core = Core {
             isa: Isa::detect(),
             obs_mean: f32s(&normalization.mean),
-            obs_inv_std,
+            obs_std: f32s(&normalization.std),
             action_low: f32s(&metadata.action_low),
             action_half_range,
             init_noise_std: metadata.sampler.init_noise_std as f32,
@@ -254,14 +249,14 @@ impl Core {
         action_env: &mut [f32],
     ) -> Result<(), ActError> {
         let s = &mut self.scratch;
-        for (((n, &o), &mean), &inv_std) in s
+        for (((n, &o), &mean), &std) in s
             .obs_normalized
             .iter_mut()
             .zip(obs_raw)
             .zip(&self.obs_mean)
-            .zip(&self.obs_inv_std)
+            .zip(&self.obs_std)
         {
-            *n = (o - mean) * inv_std;
+            *n = (o - mean) / std;
         }
         let isa = self.isa;
         self.net
