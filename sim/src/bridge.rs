@@ -150,12 +150,13 @@ pub struct BridgeReport {
     pub episodes: Vec<EpisodeReport>,
     pub steps: u64,
     pub observations_published: u64,
-    /// Commands that answered a published observation.
+    /// Commands that answered a published observation (the first answer to each).
     pub commands_received: u64,
     /// Commands refused (wrong length or non-finite): the previous action was applied instead.
     pub bad_commands: u64,
-    /// Commands that answer no observation the bridge waits for: answers to older ones, and
-    /// commands without a stamp (a controller's repeated or safe commands between observations).
+    /// Commands that answer no observation the bridge waits for: answers to older ones, second
+    /// answers, and commands without a stamp (a controller's repeated or safe commands between
+    /// observations).
     pub unmatched_commands: u64,
     /// Lockstep: steps taken without an answer after the command timeout.
     pub command_timeouts: u64,
@@ -284,6 +285,15 @@ pub fn run_bridge<T: Transport>(
     Ok(state.report)
 }
 
+/// One recent publication.
+#[derive(Debug, Clone, Copy)]
+struct Published {
+    stamp: u64,
+    at: Instant,
+    /// A command answered it already: later answers count as unmatched.
+    answered: bool,
+}
+
 struct RunState {
     obs_raw: Vec<f64>,
     /// The action applied at the next step: the last good command of the episode.
@@ -292,8 +302,8 @@ struct RunState {
     stamp: u64,
     /// Observations published so far (not counting re-sends).
     published: u64,
-    /// `(stamp, when)` of recent publications, indexed by `published % PUBLISHED_HISTORY`.
-    published_at: [Option<(u64, Instant)>; PUBLISHED_HISTORY],
+    /// Recent publications, indexed by `published % PUBLISHED_HISTORY`.
+    published_at: [Option<Published>; PUBLISHED_HISTORY],
     latencies_us: Vec<f64>,
     report: BridgeReport,
 }
@@ -304,18 +314,24 @@ impl RunState {
         self.stamp = wall_clock_ns().max(self.stamp + 1);
         self.resend(transport)?;
         self.published += 1;
-        self.published_at[(self.published % PUBLISHED_HISTORY as u64) as usize] =
-            Some((self.stamp, Instant::now()));
+        self.published_at[(self.published % PUBLISHED_HISTORY as u64) as usize] = Some(Published {
+            stamp: self.stamp,
+            at: Instant::now(),
+            answered: false,
+        });
         Ok(())
     }
 
-    /// When the observation stamped `stamp` was first published, if it is a recent one.
-    fn published_at(&self, stamp: u64) -> Option<Instant> {
-        self.published_at
-            .iter()
+    /// Marks the recent observation stamped `stamp` answered and says when it was first
+    /// published; `None` when it is not a recent one or was answered before.
+    fn claim(&mut self, stamp: u64) -> Option<Instant> {
+        let entry = self
+            .published_at
+            .iter_mut()
             .flatten()
-            .find(|(s, _)| *s == stamp)
-            .map(|(_, at)| *at)
+            .find(|p| p.stamp == stamp && !p.answered)?;
+        entry.answered = true;
+        Some(entry.at)
     }
 
     /// Publishes the current observation again under its stamp.
@@ -354,8 +370,10 @@ impl RunState {
             else {
                 continue;
             };
-            if command.answers_stamp == Some(self.stamp) {
-                self.take(&command);
+            if command.answers_stamp == Some(self.stamp)
+                && let Some(published) = self.claim(self.stamp)
+            {
+                self.take(&command, published);
                 return Ok(true);
             }
             self.report.unmatched_commands += 1;
@@ -373,29 +391,19 @@ impl RunState {
             .next_command(deadline)
             .map_err(BridgeError::Transport)?
         {
-            let known = command
-                .answers_stamp
-                .is_some_and(|stamp| self.published_at(stamp).is_some());
-            if known {
-                self.take(&command);
-            } else {
-                self.report.unmatched_commands += 1;
+            match command.answers_stamp.and_then(|stamp| self.claim(stamp)) {
+                Some(published) => self.take(&command, published),
+                None => self.report.unmatched_commands += 1,
             }
         }
         Ok(())
     }
 
-    /// Records the latency of a command that answers a known observation and applies it when
-    /// it is good.
-    fn take(&mut self, command: &Command) {
-        let received_at = Instant::now();
-        if let Some(published) = command
-            .answers_stamp
-            .and_then(|stamp| self.published_at(stamp))
-        {
-            self.latencies_us
-                .push(received_at.duration_since(published).as_secs_f64() * 1e6);
-        }
+    /// Records the latency of the first command that answers the observation published at
+    /// `published` and applies it when it is good.
+    fn take(&mut self, command: &Command, published: Instant) {
+        self.latencies_us
+            .push(published.elapsed().as_secs_f64() * 1e6);
         self.report.commands_received += 1;
         if accept_command(&command.values, &mut self.action).is_err() {
             self.report.bad_commands += 1;
