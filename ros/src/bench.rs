@@ -182,7 +182,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if windows.is_empty() {
         bail!("no diagnostics window inside the measurement: run longer");
     }
-    let sum = |key: &str| -> f64 { windows.iter().filter_map(|d| diag_value(d, key)).sum() };
+    let sum = |key: &str| -> u64 {
+        windows
+            .iter()
+            .filter_map(|d| diag_value(d, key))
+            .map(|v| v as u64)
+            .sum()
+    };
     let worst = |key: &str| {
         windows
             .iter()
