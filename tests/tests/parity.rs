@@ -14,7 +14,7 @@ use std::process::Command;
 
 use sdac_models::candle::{Device, Tensor};
 use sdac_models::candle_onnx;
-use sdac_runtime::{NoiseRng, Policy};
+use sdac_runtime::{NoiseRng, OnnxPolicy, Policy};
 use sdac_tests::policies::fixture_run_dir;
 use sdac_tests::processes::{release_binary, venv_python};
 use sdac_tests::workspace_root;
@@ -145,6 +145,7 @@ fn actions_of_every_engine(
     ));
 
     let mut runtime = Policy::load(&policy.safetensors).unwrap();
+    let mut tract = OnnxPolicy::load(&policy.onnx).unwrap();
     let (mut from_runtime, mut from_tract) = (vec![0.0; ROWS * ad], vec![0.0; ROWS * ad]);
     for row in 0..ROWS {
         let o = &obs[row * od..(row + 1) * od];
@@ -152,8 +153,12 @@ fn actions_of_every_engine(
         runtime
             .act(o, z, &mut from_runtime[row * ad..(row + 1) * ad])
             .unwrap();
+        tract
+            .act(o, z, &mut from_tract[row * ad..(row + 1) * ad])
+            .unwrap();
     }
     engines.push(("runtime", from_runtime));
+    engines.push(("tract", from_tract));
 
     let model = candle_onnx::read_file(&policy.onnx).unwrap();
     let inputs = HashMap::from([("obs".to_owned(), obs_t), ("noise".to_owned(), noise_t)]);

@@ -47,11 +47,22 @@ impl Engine for sdac_runtime::Policy {
     }
 }
 
+impl Engine for sdac_runtime::OnnxPolicy {
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.obs_dim(), self.noise_len(), self.act_dim())
+    }
+
+    fn act(&mut self, obs: &[f32], noise: &[f32], action: &mut [f32]) -> anyhow::Result<()> {
+        Ok(sdac_runtime::OnnxPolicy::act(self, obs, noise, action)?)
+    }
+}
+
 fn open(path: &Path) -> anyhow::Result<Box<dyn Engine>> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let context = || format!("loading the policy {}", path.display());
     Ok(match extension {
         "safetensors" => Box::new(sdac_runtime::Policy::load(path).with_context(context)?),
+        "onnx" => Box::new(sdac_runtime::OnnxPolicy::load(path).with_context(context)?),
         _ => bail!(
             "{}: the policy must be a .safetensors artifact or an .onnx graph",
             path.display()

@@ -20,6 +20,9 @@ pub enum BenchCommand {
     /// `sdac-node` against `sdac-sim-bridge` in real time over DDS on this host: observation ->
     /// command latency, deadline misses, step overruns, CPU use.
     Loop(crate::bench_loop::LoopBenchArgs),
+    /// Latency of one action at batch 1 on one thread: the runtime, tract (on the ONNX graph)
+    /// and candle, for a run's K-step students and its best-of-N teacher, with the FLOP floor.
+    Runtime(runtime::RuntimeBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -69,6 +72,7 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Env(args) => bench_env(args),
         BenchCommand::Update(args) => update::bench_update(args),
         BenchCommand::Loop(args) => crate::bench_loop::bench_loop(args),
+        BenchCommand::Runtime(args) => runtime::bench_runtime(args),
     }
 }
 
@@ -467,6 +471,252 @@ mod update {
                 row.peak / 1e9,
                 100.0 * achieved / row.peak,
             );
+        }
+        Ok(())
+    }
+}
+
+mod runtime {
+    //! `sdac bench runtime`: what one `act` costs on the robot's side of the project.
+
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use anyhow::Context as _;
+    use sdac_models::CandlePolicy;
+    use sdac_models::candle::{Device, Tensor};
+    use sdac_runtime::format::{Metadata, SamplerKind};
+    use sdac_runtime::{NoiseRng, OnnxPolicy, Policy};
+
+    use crate::export;
+    use crate::run::with_compute_threads;
+
+    #[derive(clap::Args)]
+    pub struct RuntimeBenchArgs {
+        /// SDAC run directory: its teacher, and the students `sdac distill` wrote into it
+        /// (`student-k{K}.safetensors`).
+        #[arg(
+            long,
+            default_value = "tests/fixtures/policies/InvertedPendulum-v5-sdac-seed0"
+        )]
+        run: PathBuf,
+        /// Student step counts to time (each needs its student file).
+        #[arg(long = "student", default_values_t = [1, 2, 4])]
+        students: Vec<usize>,
+        /// Timed actions per student and engine (after a tenth as many untimed ones).
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        /// Timed actions of the teacher per engine.
+        #[arg(long, default_value_t = 300)]
+        teacher_calls: usize,
+        /// Seed of the observations and noise fed to the policies.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    }
+
+    /// Latency percentiles of one engine on one policy, in microseconds.
+    struct Latency {
+        p50: f64,
+        p99: f64,
+        max: f64,
+    }
+
+    impl std::fmt::Display for Latency {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{:.1} / {:.1} / {:.1}", self.p50, self.p99, self.max)
+        }
+    }
+
+    /// Times `calls` calls of `act(i)` one by one (after `calls / 10` untimed ones).
+    fn time_calls(
+        calls: usize,
+        mut act: impl FnMut(usize) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Latency> {
+        for i in 0..calls / 10 {
+            act(i)?;
+        }
+        let mut micros = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let started = Instant::now();
+            act(i)?;
+            micros.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        micros.sort_by(f64::total_cmp);
+        let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+        Ok(Latency {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        })
+    }
+
+    /// Multiply-adds of an MLP's layers after `skipped` of the first layer's inputs, times 2.
+    fn mlp_flops(inputs: usize, hidden: &[usize], outputs: usize) -> f64 {
+        let widths: Vec<usize> = std::iter::once(inputs)
+            .chain(hidden.iter().copied())
+            .chain(std::iter::once(outputs))
+            .collect();
+        2.0 * widths.windows(2).map(|w| (w[0] * w[1]) as f64).sum::<f64>()
+    }
+
+    /// The least arithmetic one action needs: matrix products only, with what the runtime
+    /// shares computed once (the observations' share of each first layer) and what depends only
+    /// on the step folded away (the time branch).
+    fn flop_floor(m: &Metadata) -> f64 {
+        let (od, ad, h) = (m.obs_dim, m.act_dim, &m.network.hidden);
+        let obs_share = 2.0 * (od * h[0]) as f64;
+        let net_step = mlp_flops(ad, h, ad);
+        let steps = m.sampler.timesteps.len() as f64;
+        match m.sampler.kind {
+            SamplerKind::DdimSample => obs_share + steps * net_step,
+            SamplerKind::DdpmBestOfN => {
+                let n = m.sampler.candidates as f64;
+                let critic = mlp_flops(ad, h, 1);
+                3.0 * obs_share + n * (steps * net_step + 2.0 * critic)
+            }
+        }
+    }
+
+    struct Row {
+        name: String,
+        metadata: Metadata,
+        runtime: Latency,
+        tract: Latency,
+        candle: Latency,
+    }
+
+    /// One policy through the three engines, fed the same rotating inputs.
+    fn measure(
+        name: String,
+        policy: &CandlePolicy,
+        calls: usize,
+        seed: u64,
+    ) -> anyhow::Result<Row> {
+        let m = policy.metadata().clone();
+        let mut runtime = Policy::from_bytes(&sdac_models::policy_bytes(policy)?)?;
+        let mut tract = OnnxPolicy::from_bytes(&sdac_models::onnx_bytes(policy)?)?;
+        // 64 observations near the origin (scaled normals) and their noise, in rotation.
+        const INPUTS: usize = 64;
+        let mut rng = NoiseRng::new(seed);
+        let mut obs = vec![0.0f32; INPUTS * m.obs_dim];
+        rng.fill_standard_normal(&mut obs);
+        obs.iter_mut().for_each(|o| *o *= 0.1);
+        let noise_len = runtime.noise_len();
+        let mut noise = vec![0.0f32; INPUTS * noise_len];
+        rng.fill_standard_normal(&mut noise);
+        let row = |i: usize| {
+            let r = i % INPUTS;
+            (
+                &obs[r * m.obs_dim..(r + 1) * m.obs_dim],
+                &noise[r * noise_len..(r + 1) * noise_len],
+            )
+        };
+        let mut action = vec![0.0f32; m.act_dim];
+        eprintln!("timing {name}: runtime ...");
+        let runtime_latency = time_calls(calls, |i| {
+            let (o, z) = row(i);
+            Ok(runtime.act(o, z, &mut action)?)
+        })?;
+        eprintln!("timing {name}: tract ...");
+        let tract_latency = time_calls(calls, |i| {
+            let (o, z) = row(i);
+            Ok(tract.act(o, z, &mut action)?)
+        })?;
+        eprintln!("timing {name}: candle ...");
+        let candle_latency = time_calls(calls, |i| {
+            let (o, z) = row(i);
+            let o = Tensor::from_slice(o, (1, m.obs_dim), &Device::Cpu)?;
+            let z = Tensor::from_slice(z, (1, m.n_noise, m.act_dim), &Device::Cpu)?;
+            policy.act(&o, &z)?.to_vec2::<f32>()?;
+            Ok(())
+        })?;
+        Ok(Row {
+            name,
+            metadata: m,
+            runtime: runtime_latency,
+            tract: tract_latency,
+            candle: candle_latency,
+        })
+    }
+
+    pub fn bench_runtime(args: &RuntimeBenchArgs) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            args.calls >= 10 && args.teacher_calls >= 10,
+            "--calls and --teacher-calls must be at least 10"
+        );
+        let teacher = export::teacher(&args.run)?;
+        let mut missing = Vec::new();
+        let rows = with_compute_threads(1, || {
+            let mut rows = Vec::new();
+            for &k in &args.students {
+                let path = export::student_path(&args.run, k);
+                if !path.is_file() {
+                    missing.push(format!(
+                        "K = {k}: not measured, {} is missing (`sdac distill --run {} --steps {k}`)",
+                        path.display(),
+                        args.run.display()
+                    ));
+                    continue;
+                }
+                let student = sdac_models::read_policy(&path, &Device::Cpu)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                rows.push(measure(
+                    format!("student K = {k}"),
+                    &student,
+                    args.calls,
+                    args.seed,
+                )?);
+            }
+            let m = teacher.policy.metadata();
+            let name = format!(
+                "teacher ({} steps, best of {})",
+                m.sampler.timesteps.len(),
+                m.sampler.candidates
+            );
+            rows.push(measure(
+                name,
+                &teacher.policy,
+                args.teacher_calls,
+                args.seed,
+            )?);
+            Ok(rows)
+        })?;
+
+        let m = teacher.policy.metadata();
+        println!(
+            "One action at batch 1 on one thread, {} policies of {} (obs {}, action {}, hidden {:?}); \
+             runtime: sdac-runtime `Policy::act` (AVX2+FMA kernels: {}); tract: `OnnxPolicy::act` on \
+             the exported ONNX graph; candle: `CandlePolicy::act` (tensor ops). Latency in us as \
+             p50 / p99 / max over {} calls per student and {} per teacher.\n",
+            rows.len(),
+            args.run.display(),
+            m.obs_dim,
+            m.act_dim,
+            m.network.hidden,
+            Policy::from_bytes(&sdac_models::policy_bytes(&teacher.policy)?)?.uses_avx2_fma(),
+            args.calls,
+            args.teacher_calls
+        );
+        println!(
+            "| policy | FLOP floor / action | runtime (us) | tract (us) | candle (us) | runtime GFLOP/s at p50 | tract / runtime (p50) | candle / runtime (p50) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for row in &rows {
+            let flops = flop_floor(&row.metadata);
+            println!(
+                "| {} | {:.3} M | {} | {} | {} | {:.1} | {:.1}x | {:.1}x |",
+                row.name,
+                flops / 1e6,
+                row.runtime,
+                row.tract,
+                row.candle,
+                flops / (row.runtime.p50 * 1e3),
+                row.tract.p50 / row.runtime.p50,
+                row.candle.p50 / row.runtime.p50,
+            );
+        }
+        for line in missing {
+            println!("\n{line}");
         }
         Ok(())
     }

@@ -16,10 +16,10 @@
 //!    grows, and the student trains on all of it again; repeated `--iterations` times. This
 //!    corrects the states the student drifts into, which teacher rollouts never show.
 //!
-//! The best-of-N teacher is nearly deterministic given the state, so the student learns a
-//! nearly deterministic map (the regression's optimum is the teacher's mean action; its noise
-//! input matters only where the teacher's choice does vary). Regressing the teacher's chosen
-//! action was preferred over consistency distillation of a DDIM teacher on the same noise
+//! The regression's optimum is the teacher's mean action in each state: the teacher's draws for
+//! one state vary (the final loss is mostly that variance), and the student's noise input only
+//! carries what of that variation the regression can attribute to it. Regressing the teacher's
+//! chosen action was preferred over consistency distillation of a DDIM teacher on the same noise
 //! network because the teacher SDAC evaluates is the best-of-N selection, not the bare chain:
 //! a consistency student of the chain would reproduce one unselected candidate.
 //!
@@ -81,10 +81,10 @@ pub struct DistillArgs {
     pub teacher_episodes: usize,
     /// DAgger iterations after the first training round: each runs the student for
     /// `--dagger-episodes` episodes, labels their states with the teacher and trains again.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 8)]
     pub iterations: usize,
     /// Student episodes per DAgger iteration.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     pub dagger_episodes: usize,
     /// Episodes are cut after this many steps (data collection only; evaluation runs them out).
     #[arg(long, default_value_t = 1000)]

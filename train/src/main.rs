@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 mod act;
 mod bench;
 mod bench_loop;
-mod bench_loop;
 mod checkpoint;
 mod config;
 mod curve;

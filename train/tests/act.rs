@@ -113,6 +113,49 @@ fn act_writes_the_runtimes_actions() {
 }
 
 #[test]
+fn act_on_the_onnx_graph_matches_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("student-k1.onnx");
+    let run = fixture_run_dir();
+    let output = sdac(&[
+        "export",
+        "--run",
+        path(&run),
+        "--student",
+        "1",
+        "--format",
+        "onnx",
+        "--out",
+        path(&graph),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut policy = Policy::load(student_k1()).unwrap();
+    let (obs, noise) = inputs(&policy);
+    let (output, out) = act(dir.path(), &graph, &csv("obs", &obs), &csv("noise", &noise));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written = read_actions(&out);
+    let mut expected = [0.0f32];
+    for (row, (o, z)) in obs.iter().zip(&noise).enumerate() {
+        policy.act(o, z, &mut expected).unwrap();
+        let difference = (written[row] - expected[0]).abs() / expected[0].abs().max(1.0);
+        assert!(
+            difference <= 1e-5,
+            "row {row}: tract {} vs runtime {}",
+            written[row],
+            expected[0]
+        );
+    }
+}
+
+#[test]
 fn bad_csv_is_refused_naming_the_row() {
     let dir = tempfile::tempdir().unwrap();
     let policy = Policy::load(student_k1()).unwrap();
