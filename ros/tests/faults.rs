@@ -98,8 +98,8 @@ fn nan_wrong_length_and_malformed_observations_give_the_safe_action_then_recover
     ];
     for (what, make) in bad {
         let from = clock::monotonic_ns();
-        publish_for(&peer, 1000.0, 0.15, make);
-        let commands = commands_since(&peer, from + 20_000_000);
+        publish_for(&peer, 1000.0, 0.2, make);
+        let commands = commands_since(&peer, from + 50_000_000);
         assert!(!commands.is_empty());
         assert!(
             commands.iter().all(is_safe),
@@ -118,12 +118,12 @@ fn nan_wrong_length_and_malformed_observations_give_the_safe_action_then_recover
         .publisher::<NotAnArray>("/sdac/observation", qos::SENSOR_DATA)
         .unwrap();
     let from = clock::monotonic_ns();
-    let end = from + 150_000_000;
+    let end = from + 200_000_000;
     while clock::monotonic_ns() < end {
         let _ = garbage.publish(NotAnArray { byte: 7 });
         std::thread::sleep(Duration::from_millis(1));
     }
-    let commands = commands_since(&peer, from + 20_000_000);
+    let commands = commands_since(&peer, from + 50_000_000);
     assert!(commands.iter().all(is_safe), "malformed: not all safe");
     publish_for(&peer, 1000.0, 0.2, good_obs);
     assert!(
@@ -158,12 +158,12 @@ fn stale_observations_give_the_safe_action_and_fresh_ones_recover() {
     );
     publish_for(&peer, 1000.0, 0.3, good_obs);
     let stopped = clock::monotonic_ns();
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(250));
     let silent = commands_since(&peer, stopped);
     // Within the timeout the last command repeats; after it, the safe action.
     let after_timeout: Vec<_> = silent
         .iter()
-        .filter(|c| c.received_ns > stopped + 40_000_000)
+        .filter(|c| c.received_ns > stopped + 60_000_000)
         .collect();
     assert!(
         after_timeout.len() > 100,

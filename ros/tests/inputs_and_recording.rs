@@ -80,7 +80,7 @@ fn joint_states_are_observed_as_positions_then_velocities() {
         joints.publish(short).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
-    let late = commands_since(&peer, from + 20_000_000);
+    let late = commands_since(&peer, from + 50_000_000);
     assert!(!late.is_empty());
     assert!(late.iter().all(|c| c.message.label() == "action"));
     let (status, stderr) = node.stop(libc::SIGTERM);
