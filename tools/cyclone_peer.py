@@ -13,13 +13,15 @@ Observations go one at a time: the next is published once the previous one is an
 late is answered under its own stamp, so every answer stays attributable).
 
 Input: a JSON file holding a list of observations (lists of numbers). Output (--out): JSON with
-`answers`: [{"stamp", "obs", "action"}] in the order the commands arrived, `unstamped_commands`
-(commands that answer no observation, e.g. the node's safe action before the first one),
-`non_finite_commands`, and `commands_total`. Exit status 0 when every observation was answered.
+`answers`: [{"stamp", "obs", "action"}], the first command answering each stamp, in the order
+they arrived; `repeated_commands` (later commands with an answered stamp: the node repeats its
+last command between observations); `unstamped_commands` (commands that answer no observation,
+e.g. the node's safe action before the first one); `non_finite_commands`; `commands_total`. Exit status 0 when every observation was answered.
 
-Discovery: unless CYCLONEDDS_URI is set, Cyclone is configured to announce itself both by
-multicast and by unicast to localhost (participant indices 0..19), so it finds peers on the same
-host whether or not the host's interfaces carry multicast.
+Discovery: unless CYCLONEDDS_URI is set, Cyclone stays on the loopback interface without
+multicast and announces itself by unicast to localhost (participant indices 0..19): peers on this
+host are found whether or not any interface carries multicast (by default Cyclone would pick the
+ethernet interface and rely on its multicast). Set CYCLONEDDS_URI to reach other hosts.
 """
 
 import argparse
@@ -31,7 +33,10 @@ import time
 from dataclasses import dataclass
 
 CYCLONE_CONFIG = """<CycloneDDS><Domain Id="any">
-  <General><AllowMulticast>spdp</AllowMulticast></General>
+  <General>
+    <Interfaces><NetworkInterface name="lo"/></Interfaces>
+    <AllowMulticast>false</AllowMulticast>
+  </General>
   <Discovery>
     <ParticipantIndex>auto</ParticipantIndex>
     <MaxAutoParticipantIndex>19</MaxAutoParticipantIndex>
@@ -126,7 +131,8 @@ def main():
     )
 
     sent = {}  # stamp -> index of the observation it carried
-    answers, unstamped, non_finite, total = [], 0, 0, 0
+    answers, unstamped, repeated, non_finite, total = [], 0, 0, 0, 0
+    answered = set()
     next_stamp = 1
     index = 0
     pending = None  # (stamp, published at)
@@ -149,6 +155,10 @@ def main():
             if stamp is None or stamp not in sent:
                 unstamped += 1
                 continue
+            if stamp in answered:
+                repeated += 1  # the node repeats its last command (with its stamp) between observations
+                continue
+            answered.add(stamp)
             answers.append({"stamp": stamp, "obs": observations[sent[stamp]], "action": list(message.data)})
             if sent[stamp] == index:
                 index += 1
@@ -160,13 +170,14 @@ def main():
         "observations": len(observations),
         "answered": index,
         "unstamped_commands": unstamped,
+        "repeated_commands": repeated,
         "non_finite_commands": non_finite,
         "commands_total": total,
     }
     with open(args.out, "w") as f:
         json.dump(result, f)
     print(f"cyclone peer: {index}/{len(observations)} observations answered, {total} commands, "
-          f"{unstamped} unstamped, {non_finite} non-finite")
+          f"{unstamped} unstamped, {repeated} repeated, {non_finite} non-finite")
     return 0 if index == len(observations) else 1
 
 
