@@ -133,15 +133,13 @@ fn forward_avx2_fma(layer: &Dense, x: &[f32], y: &mut [f32], rows: usize, bias: 
     forward_generic::<true>(layer, x, y, rows, bias);
 }
 
-/// `a b + c`, fused where the target has FMA (a library call otherwise, so only then).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
 /// Rows per micro-kernel call in batched layers, and panels per call in each case.
 const BATCH_ROWS: usize = 3;
 const BATCH_PANELS: usize = 4;
+const _: () = assert!(
+    BATCH_ROWS == 3 && BATCH_PANELS == 4,
+    "`dispatch` covers 3 x 4"
+);
 const SINGLE_ROW_PANELS: usize = 8;
 
 #[inline(always)]
@@ -200,64 +198,66 @@ struct Job<'a> {
     y: &'a mut [f32],
 }
 
+/// Calls the micro-kernel for `rows` (1 ..= `BATCH_ROWS`) and `panels` (1 ..= 8 for one row,
+/// 1 ..= `BATCH_PANELS` for more).
 #[inline(always)]
 fn dispatch<const FMA: bool>(job: Job, rows: usize, panels: usize) {
-    macro_rules! by_panels {
-        ($r:literal) => {
-            match panels {
-                1 => micro::<FMA, $r, 1>(job),
-                2 => micro::<FMA, $r, 2>(job),
-                3 => micro::<FMA, $r, 3>(job),
-                4 => micro::<FMA, $r, 4>(job),
-                5 => micro::<FMA, $r, 5>(job),
-                6 => micro::<FMA, $r, 6>(job),
-                7 => micro::<FMA, $r, 7>(job),
-                _ => micro::<FMA, $r, 8>(job),
-            }
-        };
-    }
-    match rows {
-        1 => by_panels!(1),
-        2 => by_panels!(2),
-        3 => by_panels!(3),
-        4 => by_panels!(4),
-        5 => by_panels!(5),
-        _ => by_panels!(6),
+    match (rows, panels) {
+        (1, 1) => micro::<FMA, 1, 1>(job),
+        (1, 2) => micro::<FMA, 1, 2>(job),
+        (1, 3) => micro::<FMA, 1, 3>(job),
+        (1, 4) => micro::<FMA, 1, 4>(job),
+        (1, 5) => micro::<FMA, 1, 5>(job),
+        (1, 6) => micro::<FMA, 1, 6>(job),
+        (1, 7) => micro::<FMA, 1, 7>(job),
+        (1, _) => micro::<FMA, 1, 8>(job),
+        (2, 1) => micro::<FMA, 2, 1>(job),
+        (2, 2) => micro::<FMA, 2, 2>(job),
+        (2, 3) => micro::<FMA, 2, 3>(job),
+        (2, _) => micro::<FMA, 2, 4>(job),
+        (_, 1) => micro::<FMA, 3, 1>(job),
+        (_, 2) => micro::<FMA, 3, 2>(job),
+        (_, 3) => micro::<FMA, 3, 3>(job),
+        (_, _) => micro::<FMA, 3, 4>(job),
     }
 }
 
+/// One micro-kernel call with `R` rows and `P` panels, on the build `FMA` selects.
 #[inline(always)]
 fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
-    let inputs = job.inputs;
-    let (panel_weights, _) = job.weights.as_chunks::<LANES>();
-    if panel_weights.len() < P * inputs || job.x.len() < R * inputs {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: `FMA` is only true inside `forward_avx2_fma`, which runs only where the CPU
+        // has AVX2 and FMA.
+        unsafe { avx2::micro::<R, P>(job) };
         return;
     }
-    let mut acc = [[[0.0f32; LANES]; P]; R];
-    for p in 0..P {
-        for l in 0..LANES {
-            let bias = job.bias.get(job.first_output + p * LANES + l);
-            for row in acc.iter_mut() {
-                row[p][l] = bias.copied().unwrap_or(0.0);
-            }
+    portable_micro::<R, P>(job);
+}
+
+/// The bias values of panels `0..P` of `job` (0 in the padding lanes).
+#[inline(always)]
+fn panel_bias<const P: usize>(job: &Job) -> [[f32; LANES]; P] {
+    let mut bias = [[0.0f32; LANES]; P];
+    for (p, lanes) in bias.iter_mut().enumerate() {
+        for (l, b) in lanes.iter_mut().enumerate() {
+            *b = job
+                .bias
+                .get(job.first_output + p * LANES + l)
+                .copied()
+                .unwrap_or(0.0);
         }
     }
-    let w: [&[[f32; LANES]]; P] =
-        std::array::from_fn(|p| &panel_weights[p * inputs..(p + 1) * inputs]);
-    let x: [&[f32]; R] = std::array::from_fn(|r| &job.x[r * inputs..(r + 1) * inputs]);
-    for j in 0..inputs {
-        let xs: [f32; R] = std::array::from_fn(|r| x[r][j]);
-        for p in 0..P {
-            let wv = w[p][j];
-            for r in 0..R {
-                for l in 0..LANES {
-                    acc[r][p][l] = madd::<FMA>(wv[l], xs[r], acc[r][p][l]);
-                }
-            }
-        }
-    }
+    bias
+}
+
+/// Writes the accumulators of `R` rows and `P` panels to `job.y` (only the real outputs).
+#[inline(always)]
+fn store<const R: usize, const P: usize>(job: Job, acc: &[[[f32; LANES]; P]; R]) {
     for (r, row_acc) in acc.iter().enumerate() {
-        let y_row = &mut job.y[r * job.outputs..(r + 1) * job.outputs];
+        let Some(y_row) = job.y.get_mut(r * job.outputs..(r + 1) * job.outputs) else {
+            return;
+        };
         for (p, panel_acc) in row_acc.iter().enumerate() {
             let start = job.first_output + p * LANES;
             let end = (start + LANES).min(job.outputs);
@@ -265,6 +265,81 @@ fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
                 y_row[start..end].copy_from_slice(&panel_acc[..end - start]);
             }
         }
+    }
+}
+
+/// The portable build: plain arrays the compiler vectorises for the baseline target.
+#[inline(always)]
+fn portable_micro<const R: usize, const P: usize>(job: Job) {
+    let inputs = job.inputs;
+    let (panel_weights, _) = job.weights.as_chunks::<LANES>();
+    if panel_weights.len() < P * inputs || job.x.len() < R * inputs {
+        return;
+    }
+    let bias = panel_bias::<P>(&job);
+    let mut acc = [bias; R];
+    let w: [&[[f32; LANES]]; P] =
+        std::array::from_fn(|p| &panel_weights[p * inputs..(p + 1) * inputs]);
+    let x: [&[f32]; R] = std::array::from_fn(|r| &job.x[r * inputs..(r + 1) * inputs]);
+    for j in 0..inputs {
+        for (row_acc, x_row) in acc.iter_mut().zip(&x) {
+            let xv = x_row[j];
+            for (panel_acc, w_panel) in row_acc.iter_mut().zip(&w) {
+                let wv = &w_panel[j];
+                for l in 0..LANES {
+                    panel_acc[l] += wv[l] * xv;
+                }
+            }
+        }
+    }
+    store(job, &acc);
+}
+
+/// The AVX2+FMA build with explicit intrinsics, so that the `R x P` accumulators stay in
+/// registers (the compiler spilled the array version's on every input).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+
+    use super::{Job, LANES, panel_bias, store};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn micro<const R: usize, const P: usize>(job: Job) {
+        let inputs = job.inputs;
+        let (panel_weights, _) = job.weights.as_chunks::<LANES>();
+        if panel_weights.len() < P * inputs || job.x.len() < R * inputs {
+            return;
+        }
+        let bias = panel_bias::<P>(&job);
+        let weights = panel_weights.as_ptr().cast::<f32>();
+        let x = job.x.as_ptr();
+        // SAFETY (all loads below): checked above, the weights hold `P * inputs` vectors of
+        // `LANES` values and `x` holds `R * inputs` values; `p < P`, `r < R`, `j < inputs`.
+        let mut acc = [[unsafe { _mm256_loadu_ps(bias[0].as_ptr()) }; P]; R];
+        for r in 0..R {
+            for p in 0..P {
+                acc[r][p] = unsafe { _mm256_loadu_ps(bias[p].as_ptr()) };
+            }
+        }
+        for j in 0..inputs {
+            let mut w = [acc[0][0]; P];
+            for p in 0..P {
+                w[p] = unsafe { _mm256_loadu_ps(weights.add((p * inputs + j) * LANES)) };
+            }
+            for r in 0..R {
+                let xv = _mm256_set1_ps(unsafe { *x.add(r * inputs + j) });
+                for p in 0..P {
+                    acc[r][p] = _mm256_fmadd_ps(w[p], xv, acc[r][p]);
+                }
+            }
+        }
+        let mut out = [[[0.0f32; LANES]; P]; R];
+        for (out_row, acc_row) in out.iter_mut().zip(&acc) {
+            for (o, a) in out_row.iter_mut().zip(acc_row) {
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+            }
+        }
+        store(job, &out);
     }
 }
 
@@ -278,13 +353,22 @@ mod tests {
     }
 
     /// Both builds (where the CPU has AVX2) against a plain f64 `W x + b`, for shapes that
-    /// cover every row and panel remainder.
+    /// cover every row and panel count `dispatch` has (1 row x 1..=9 panels; 1, 2 and 3 rows x
+    /// 1..=4 panels).
     #[test]
     fn both_builds_match_a_plain_dense_layer() {
         let mut rng = NoiseRng::new(1);
         let builds = [Isa { avx2_fma: false }, Isa::detect()];
-        for (inputs, outputs, rows) in [(1, 1, 1), (5, 8, 1), (13, 67, 1), (30, 70, 7), (9, 24, 4)]
-        {
+        let mut shapes = vec![(1, 1, 1)];
+        for panels in 1..=9 {
+            shapes.push((13, 8 * panels - 3, 1));
+        }
+        for rows in [2, 5, 7] {
+            for panels in 1..=5 {
+                shapes.push((30, 8 * panels - 1, rows));
+            }
+        }
+        for (inputs, outputs, rows) in shapes {
             let weight = uniform(inputs * outputs, &mut rng);
             let bias = uniform(outputs, &mut rng);
             let x = uniform(rows * inputs, &mut rng);
