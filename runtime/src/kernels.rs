@@ -303,6 +303,8 @@ mod avx2 {
 
     use super::{Job, LANES, panel_bias, store};
 
+    // Index loops on purpose: with iterators the compiler kept the accumulators in memory.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn micro<const R: usize, const P: usize>(job: Job) {
         let inputs = job.inputs;

@@ -4,7 +4,7 @@
 //! runs its sampler on plain f32 slices with hand-written kernels; after load nothing allocates,
 //! takes a lock or panics. Also here: the deterministic noise source ([`NoiseRng`]) and the
 //! Mish kernel the training code shares ([`mish`]). Nothing depends on candle, MuJoCo or DDS;
-//! the optional `onnx` feature adds [`OnnxPolicy`], the same interface over tract for
+//! the optional `onnx` feature adds `OnnxPolicy`, the same interface over tract for
 //! cross-checks.
 
 mod error;

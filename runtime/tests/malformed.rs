@@ -206,7 +206,8 @@ fn absurd_dimensions_are_refused_naming_the_field() {
 
 #[test]
 fn inconsistent_sampler_metadata_is_refused_naming_the_field() {
-    let cases: [(fn(&mut Artifact), &str); 9] = [
+    type Edit = fn(&mut Artifact);
+    let cases: [(Edit, &str); 9] = [
         (
             |a| a.metadata.sampler.timesteps = vec![9, 19],
             "sampler.timesteps",
