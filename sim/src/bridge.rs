@@ -18,6 +18,7 @@
 //! A command of the wrong length or with a non-finite value is counted and never reaches
 //! MuJoCo: the previous good action of the episode (zero at its start) is applied instead.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,10 @@ pub struct BridgeReport {
     /// What the controller last reported about itself (its diagnostics' key-value pairs, e.g.
     /// `deadline_misses_total`), when the transport listens to it.
     pub controller_diagnostics: Option<std::collections::BTreeMap<String, String>>,
+    /// The run was stopped before its end (e.g. by SIGINT): the episode under way was abandoned
+    /// and is not in `episodes`.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// Observations whose publication time is kept to match late answers in real time.
@@ -185,11 +190,14 @@ pub enum BridgeError<E: std::error::Error + 'static> {
 }
 
 /// Runs `config.episodes` episodes of `env` against commands from `transport`. `on_episode`
-/// sees each episode as it ends (the binary prints it).
+/// sees each episode as it ends (the binary prints it). Once `stop` is set (a signal handler's
+/// flag) the run ends within about a step or a resend interval: the episode under way is
+/// abandoned and the report holds the episodes finished so far, marked `interrupted`.
 pub fn run_bridge<T: Transport>(
     env: &mut dyn Env,
     transport: &mut T,
     config: &BridgeConfig,
+    stop: &AtomicBool,
     mut on_episode: impl FnMut(&EpisodeReport),
 ) -> Result<BridgeReport, BridgeError<T::Error>> {
     let spec = env.spec().clone();
@@ -221,6 +229,7 @@ pub fn run_bridge<T: Transport>(
             step_overruns: 0,
             command_latency: LatencyStats::default(),
             controller_diagnostics: None,
+            interrupted: false,
         },
     };
     'episodes: for episode in 0..config.episodes {
@@ -237,9 +246,17 @@ pub fn run_bridge<T: Transport>(
         };
         let mut next_step_at = Instant::now();
         loop {
+            if stop.load(Ordering::Relaxed) {
+                state.report.interrupted = true;
+                break 'episodes;
+            }
             match config.pacing {
                 _ if state.published == 0 => {
-                    if !state.await_answer(transport, config.startup_timeout, config)? {
+                    if !state.await_answer(transport, config.startup_timeout, config, stop)? {
+                        if stop.load(Ordering::Relaxed) {
+                            state.report.interrupted = true;
+                            break 'episodes;
+                        }
                         return Err(BridgeError::NoController(config.startup_timeout));
                     }
                     // The first answer waited for discovery: not a latency of the loop.
@@ -247,7 +264,11 @@ pub fn run_bridge<T: Transport>(
                     next_step_at = Instant::now();
                 }
                 Pacing::Lockstep { command_timeout } => {
-                    if !state.await_answer(transport, command_timeout, config)? {
+                    if !state.await_answer(transport, command_timeout, config, stop)? {
+                        if stop.load(Ordering::Relaxed) {
+                            state.report.interrupted = true;
+                            break 'episodes;
+                        }
                         state.report.command_timeouts += 1;
                     }
                 }
@@ -344,19 +365,20 @@ impl RunState {
     }
 
     /// Publishes, then takes commands until one answers this observation (applied when good;
-    /// `true`) or `timeout` passes (the previous action is held; `false`).
+    /// `true`) or `timeout` passes or `stop` is set (the previous action is held; `false`).
     fn await_answer<T: Transport>(
         &mut self,
         transport: &mut T,
         timeout: Duration,
         config: &BridgeConfig,
+        stop: &AtomicBool,
     ) -> Result<bool, BridgeError<T::Error>> {
         self.publish(transport)?;
         let give_up_at = Instant::now() + timeout;
         let mut resend_at = Instant::now() + config.resend_interval;
         loop {
             let now = Instant::now();
-            if now >= give_up_at {
+            if now >= give_up_at || stop.load(Ordering::Relaxed) {
                 return Ok(false);
             }
             if now >= resend_at {
@@ -537,9 +559,13 @@ mod tests {
             })
         });
         let mut seen = Vec::new();
-        let report = run_bridge(env.as_mut(), &mut transport, &lockstep(1000), |e| {
-            seen.push(e.episode)
-        })
+        let report = run_bridge(
+            env.as_mut(),
+            &mut transport,
+            &lockstep(1000),
+            &AtomicBool::new(false),
+            |e| seen.push(e.episode),
+        )
         .unwrap();
         assert_eq!(seen, [0, 1]);
         for episode in &report.episodes {
@@ -576,7 +602,14 @@ mod tests {
         });
         let mut config = lockstep(5);
         config.episodes = 1;
-        let report = run_bridge(env.as_mut(), &mut transport, &config, |_| {}).unwrap();
+        let report = run_bridge(
+            env.as_mut(),
+            &mut transport,
+            &config,
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(report.bad_commands, 2);
         assert_eq!(report.unmatched_commands, 1);
         assert_eq!(report.command_timeouts, 1);
@@ -590,7 +623,56 @@ mod tests {
         let assets = Assets::discover().unwrap();
         let mut env = make_env("InvertedPendulum-v5", &assets).unwrap();
         let mut transport = Loopback::new(|_, _, _: &[f64]| None);
-        let err = run_bridge(env.as_mut(), &mut transport, &lockstep(5), |_| {}).unwrap_err();
+        let err = run_bridge(
+            env.as_mut(),
+            &mut transport,
+            &lockstep(5),
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .unwrap_err();
         assert!(matches!(err, BridgeError::NoController(_)), "{err}");
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_run_with_the_finished_episodes() {
+        let assets = Assets::discover().unwrap();
+        let mut env = make_env("InvertedPendulum-v5", &assets).unwrap();
+        let (_, first_steps) = {
+            let mut probe = make_env("InvertedPendulum-v5", &assets).unwrap();
+            direct_return(probe.as_mut(), 5, 2.0)
+        };
+        // Stop (as a signal handler would) at the 10th observation of the second episode.
+        let stop = AtomicBool::new(false);
+        let stop_at = first_steps as usize + 10;
+        let mut transport = Loopback::new(|n, stamp, obs: &[f64]| {
+            if n == stop_at {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Some(Command {
+                answers_stamp: Some(stamp),
+                values: vec![(2.0 * obs[1]).clamp(-3.0, 3.0)],
+            })
+        });
+        let mut config = lockstep(1000);
+        config.episodes = 3;
+        let report = run_bridge(env.as_mut(), &mut transport, &config, &stop, |_| {}).unwrap();
+        assert!(report.interrupted);
+        assert_eq!(report.episodes.len(), 1, "{report:?}");
+        assert_eq!(report.episodes[0].steps, first_steps);
+        // The 10th observation went unanswered: nine steps of the second episode were taken.
+        assert_eq!(report.steps, u64::from(first_steps) + 9);
+
+        // Stopped while waiting for a controller: an interrupted empty report, not an error.
+        let mut silent = Loopback::new(|_, _, _: &[f64]| None);
+        let report = run_bridge(
+            env.as_mut(),
+            &mut silent,
+            &config,
+            &AtomicBool::new(true),
+            |_| {},
+        )
+        .unwrap();
+        assert!(report.interrupted && report.episodes.is_empty() && report.steps == 0);
     }
 }

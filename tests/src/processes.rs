@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use sdac_sim::bridge::BridgeReport;
+
 use crate::workspace_root;
 
 /// The release binary `name` of this workspace (`target/release/<name>`, next to the test's
@@ -46,6 +48,36 @@ pub fn venv_python() -> Result<PathBuf, String> {
 pub fn test_domain_id(offset: u16) -> u16 {
     // ROS 2 domains go up to 232; 100..=229 leaves the common low ones alone.
     100 + ((std::process::id() % 13) as u16) * 10 + offset % 10
+}
+
+/// `sdac-node` running `policy` on DDS domain `domain` at `rate_hz`, sampler noise seeded with
+/// `noise_seed` (the other options are the node's defaults).
+pub fn node_command(
+    policy: &Path,
+    domain: u16,
+    rate_hz: u32,
+    noise_seed: u64,
+) -> Result<Command, String> {
+    let mut command = Command::new(release_binary("sdac-node")?);
+    command
+        .env("ROS_DOMAIN_ID", domain.to_string())
+        .arg("--policy")
+        .arg(policy)
+        .args(["--rate", &rate_hz.to_string()])
+        .args(["--seed", &noise_seed.to_string()]);
+    Ok(command)
+}
+
+/// `sdac-sim-bridge` on task `env` and DDS domain `domain`, writing its JSON report to `report`;
+/// pacing, episodes and the rest are for the caller to add.
+pub fn bridge_command(env: &str, domain: u16, report: &Path) -> Result<Command, String> {
+    let mut command = Command::new(release_binary("sdac-sim-bridge")?);
+    command
+        .env("ROS_DOMAIN_ID", domain.to_string())
+        .args(["--env", env])
+        .arg("--report")
+        .arg(report);
+    Ok(command)
 }
 
 /// A child process that is killed (if still running) when dropped, its output going to a file.
@@ -105,17 +137,27 @@ impl Spawned {
 
     /// Asks the process to stop with SIGTERM and waits up to `timeout` for it.
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.signal(libc::SIGTERM, timeout)
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGINT`) and waits up to `timeout` for the process to exit.
+    pub fn signal(&mut self, signal: libc::c_int, timeout: Duration) -> Result<ExitStatus, String> {
         let pid = libc::pid_t::try_from(self.child.id())
             .map_err(|e| format!("{} has pid {}: {e}", self.name, self.child.id()))?;
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        if unsafe { libc::kill(pid, signal) } != 0 {
             return Err(format!(
-                "SIGTERM to {}: {}",
+                "signal {signal} to {}: {}",
                 self.name,
                 std::io::Error::last_os_error()
             ));
         }
         self.wait(timeout)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
@@ -126,4 +168,10 @@ impl Drop for Spawned {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The JSON report `sdac-sim-bridge --report` wrote.
+pub fn read_bridge_report(path: &Path) -> Result<BridgeReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }

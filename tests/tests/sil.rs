@@ -14,7 +14,7 @@ use std::time::Duration;
 use sdac_runtime::Policy;
 use sdac_sim::{Assets, make_env};
 use sdac_tests::policies::student_k1_artifact;
-use sdac_tests::processes::{Spawned, release_binary, test_domain_id, venv_python};
+use sdac_tests::processes::{Spawned, bridge_command, node_command, test_domain_id, venv_python};
 
 const ENV: &str = "InvertedPendulum-v5";
 const EPISODES: u32 = 3;
@@ -60,27 +60,18 @@ fn runtime_returns(artifact: &Path, env_seed: u64, noise_seed: u64, episodes: u3
 fn node_drives_the_bridge_with_in_process_returns() {
     let dir = tempfile::tempdir().unwrap();
     let artifact = student_k1_artifact(dir.path()).unwrap();
-    let domain = test_domain_id(0).to_string();
+    let domain = test_domain_id(0);
     let report_path = dir.path().join("bridge.json");
     let recording = dir.path().join("bridge.mcap");
 
-    let mut node_cmd = Command::new(release_binary("sdac-node").unwrap());
-    node_cmd
-        .env("ROS_DOMAIN_ID", &domain)
-        .arg("--policy")
-        .arg(&artifact)
-        .args(["--rate", &NODE_RATE_HZ.to_string()])
-        .args(["--seed", &NOISE_SEED.to_string()]);
+    let node_cmd = node_command(&artifact, domain, NODE_RATE_HZ, NOISE_SEED).unwrap();
     let mut node = Spawned::start("sdac-node", node_cmd, &dir.path().join("node.log")).unwrap();
 
-    let mut bridge_cmd = Command::new(release_binary("sdac-sim-bridge").unwrap());
+    let mut bridge_cmd = bridge_command(ENV, domain, &report_path).unwrap();
     bridge_cmd
-        .env("ROS_DOMAIN_ID", &domain)
-        .args(["--env", ENV, "--lockstep"])
+        .arg("--lockstep")
         .args(["--episodes", &EPISODES.to_string()])
         .args(["--seed", &ENV_SEED.to_string()])
-        .arg("--report")
-        .arg(&report_path)
         .arg("--record")
         .arg(&recording)
         .args(["--diag-topic", "/diagnostics"]);

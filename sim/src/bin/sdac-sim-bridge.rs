@@ -3,10 +3,14 @@
 //! echo the observation's stamp, see `sdac_sim::bridge`).
 //!
 //! Prints one line per episode and a summary; `--report` writes the same as JSON. The DDS domain
-//! is `ROS_DOMAIN_ID` (0 when unset).
+//! is `ROS_DOMAIN_ID` (0 when unset). SIGINT and SIGTERM stop it cleanly: the episode under way is
+//! abandoned, the summary and report cover the episodes finished so far (`interrupted: true`),
+//! a recording is finished, exit 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -90,6 +94,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         resend_interval: Duration::from_millis(20),
         max_steps: args.max_steps,
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
     let assets = Assets::discover()?;
     let mut env = make_env(&args.env, &assets)?;
     let topics = DdsTopics {
@@ -113,7 +122,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 format!("real time at {:.1} Hz", 1.0 / period.as_secs_f64()),
         }
     );
-    let mut report = run_bridge(env.as_mut(), &mut transport, &config, |episode| {
+    let mut report = run_bridge(env.as_mut(), &mut transport, &config, &stop, |episode| {
         println!(
             "episode {} seed {} return {:.6} steps {} terminated {} truncated {}",
             episode.episode,
@@ -126,6 +135,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     report.controller_diagnostics = transport.controller_diagnostics();
     transport.finish()?;
+    if report.interrupted {
+        println!("stopped by a signal: the episode under way was abandoned");
+    }
     print_summary(&report);
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report)?;
