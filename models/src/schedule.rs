@@ -1,6 +1,8 @@
 //! The DDPM schedule SDAC uses (see `SDAC_SPEC.md`, "Diffusion process"): T steps,
 //! `beta_t = 0.8 * linspace(1e-4, 0.999, T)`, `t = 0` least noisy, epsilon prediction.
 
+use sdac_runtime::format::{alpha_bars, linear_betas};
+
 /// Every per-step constant the forward process, the reverse sampler and the score-matching
 /// loss need, in f64 (networks take them as f32).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,24 +39,9 @@ impl DiffusionSchedule {
     /// `beta_t = scale * (beta_min + t / (steps - 1) * (beta_max - beta_min))`, `t` in
     /// `0..steps` (the fraction is 0 for a single step).
     pub fn linear(steps: usize, beta_min: f64, beta_max: f64, scale: f64) -> Self {
-        let betas: Vec<f64> = (0..steps)
-            .map(|t| {
-                let fraction = if steps > 1 {
-                    t as f64 / (steps - 1) as f64
-                } else {
-                    0.0
-                };
-                scale * (beta_min + fraction * (beta_max - beta_min))
-            })
-            .collect();
+        let betas = linear_betas(steps, beta_min, beta_max, scale);
         let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
-        let alpha_bars: Vec<f64> = alphas
-            .iter()
-            .scan(1.0, |product, a| {
-                *product *= a;
-                Some(*product)
-            })
-            .collect();
+        let alpha_bars = alpha_bars(&betas);
         let previous = |t: usize| if t == 0 { 1.0 } else { alpha_bars[t - 1] };
         let posterior_coef_x0 = (0..steps)
             .map(|t| betas[t] * previous(t).sqrt() / (1.0 - alpha_bars[t]))

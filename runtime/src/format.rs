@@ -474,27 +474,43 @@ impl TensorSpec {
 impl Sampler {
     /// `beta_t` for `t` in `0..schedule_steps`, in f64.
     pub fn betas(&self) -> Vec<f64> {
-        let steps = self.schedule_steps;
-        (0..steps)
-            .map(|t| {
-                let fraction = if steps > 1 {
-                    t as f64 / (steps - 1) as f64
-                } else {
-                    0.0
-                };
-                self.beta_scale * (self.beta_min + fraction * (self.beta_max - self.beta_min))
-            })
-            .collect()
+        linear_betas(
+            self.schedule_steps,
+            self.beta_min,
+            self.beta_max,
+            self.beta_scale,
+        )
     }
 
     /// `alpha_bar_t = prod_{i <= t} (1 - beta_i)` for `t` in `0..schedule_steps`, in f64.
     pub fn alpha_bars(&self) -> Vec<f64> {
-        self.betas()
-            .iter()
-            .scan(1.0, |product, beta| {
-                *product *= 1.0 - beta;
-                Some(*product)
-            })
-            .collect()
+        alpha_bars(&self.betas())
     }
+}
+
+/// `beta_t = scale * (beta_min + t / (steps - 1) * (beta_max - beta_min))` for `t` in
+/// `0..steps` (the fraction is 0 for a single step): the training schedule, defined once for
+/// the writers (candle) and the readers.
+pub fn linear_betas(steps: usize, beta_min: f64, beta_max: f64, scale: f64) -> Vec<f64> {
+    (0..steps)
+        .map(|t| {
+            let fraction = if steps > 1 {
+                t as f64 / (steps - 1) as f64
+            } else {
+                0.0
+            };
+            scale * (beta_min + fraction * (beta_max - beta_min))
+        })
+        .collect()
+}
+
+/// `alpha_bar_t = prod_{i <= t} (1 - beta_i)`.
+pub fn alpha_bars(betas: &[f64]) -> Vec<f64> {
+    betas
+        .iter()
+        .scan(1.0, |product, beta| {
+            *product *= 1.0 - beta;
+            Some(*product)
+        })
+        .collect()
 }
