@@ -7,6 +7,11 @@
 //! command answers (first arrival per stamp), on the one monotonic clock both processes share.
 //! Deadline misses and compute times come from the node's diagnostics; the node's CPU use from
 //! `getrusage(RUSAGE_CHILDREN)` after it exits.
+//!
+//! The peer stands for the robot's driver: its publishing loop and its DDS threads run
+//! `SCHED_FIFO` at `--peer-priority` where granted (a peer left to `SCHED_OTHER` on a loaded host
+//! measures its own wake-ups, not the node's), optionally pinned to `--peer-cpu`. Arguments after
+//! `--` go to the node (e.g. `-- --cpu 1 --spin-us 50`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -35,6 +40,15 @@ pub struct BenchArgs {
     /// DDS domain for the run (default: ROS_DOMAIN_ID if set, else one derived from the pid).
     #[arg(long)]
     pub domain_id: Option<u16>,
+    /// SCHED_FIFO priority of the peer's threads (0: leave them SCHED_OTHER).
+    #[arg(long, default_value_t = 70, value_parser = clap::value_parser!(i32).range(0..=99))]
+    pub peer_priority: i32,
+    /// Pin the peer's threads to this CPU (default: any).
+    #[arg(long)]
+    pub peer_cpu: Option<usize>,
+    /// Arguments passed on to the node (after `--`).
+    #[arg(last = true)]
+    pub node_args: Vec<String>,
 }
 
 fn quantile(sorted: &[u64], q: f64) -> u64 {
@@ -81,18 +95,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Err(_) => 100 + (std::process::id() % 100) as u16,
         },
     };
-    let peer = Peer::start(domain_id, &PeerTopics::default())?;
+    let peer_cpu = args
+        .peer_cpu
+        .map(clock::check_cpu)
+        .transpose()
+        .context("--peer-cpu")?;
     let exe = std::env::current_exe().context("locating the sdac-node binary")?;
+    // Started before this thread changes its scheduling, which the node would inherit.
     let child = Command::new(exe)
         .arg("--policy")
         .arg(&args.policy)
         .arg("--rate")
         .arg(args.rate.to_string())
+        .args(&args.node_args)
         .env("ROS_DOMAIN_ID", domain_id.to_string())
         .stdin(Stdio::null())
         .spawn()
         .context("starting the node")?;
     let mut child = ChildGuard(Some(child));
+    // The peer's DDS threads, started by `Peer::start`, inherit this thread's setup.
+    let peer_fifo = if args.peer_priority > 0 {
+        clock::setup_realtime_thread(args.peer_priority, peer_cpu).fifo
+    } else {
+        if let Some(cpu) = peer_cpu {
+            clock::pin_current_thread(cpu)
+                .with_context(|| format!("pinning the peer to CPU {cpu}"))?;
+        }
+        false
+    };
+    let peer = Peer::start(domain_id, &PeerTopics::default())?;
     let started_ns = clock::monotonic_ns();
     if !peer.wait_for(Duration::from_secs(30), |r| !r.commands.is_empty()) {
         bail!("no command from the node within 30 s (DDS discovery on domain {domain_id})");
@@ -205,9 +236,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let us = |ns: u64| ns as f64 / 1e3;
 
     println!(
-        "sdac-node bench: {} Hz for {measured_s:.1} s, policy {}, obs_dim {obs_dim}, domain {domain_id}",
+        "sdac-node bench: {} Hz for {measured_s:.1} s, policy {}, obs_dim {obs_dim}, domain {domain_id}, node args {:?}",
         args.rate,
-        args.policy.display()
+        args.policy.display(),
+        args.node_args.join(" ")
     );
     println!("| metric | value |");
     println!("|---|---|");
@@ -256,7 +288,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .and_then(|d| d.status.iter().find(|s| s.name == DIAGNOSTIC_NAME))
         .and_then(|s| s.value("scheduling"))
         .unwrap_or("unknown");
-    println!("| control thread scheduling | {scheduling} |");
+    let control_cpu = windows
+        .last()
+        .and_then(|d| d.status.iter().find(|s| s.name == DIAGNOSTIC_NAME))
+        .and_then(|s| s.value("control_cpu"))
+        .unwrap_or("unknown");
+    println!("| control thread scheduling, CPU | {scheduling}, {control_cpu} |");
+    println!(
+        "| peer scheduling, CPU | {}, {} |",
+        if peer_fifo {
+            format!("SCHED_FIFO {}", args.peer_priority)
+        } else {
+            "SCHED_OTHER".to_owned()
+        },
+        peer_cpu.map_or("any".to_owned(), |cpu| cpu.to_string())
+    );
     println!("| grid phase shifts | {} |", sum("phase_shifts"));
     println!(
         "| node CPU (user+sys) | {:.1} % of one core |",

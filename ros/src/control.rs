@@ -246,6 +246,17 @@ pub struct ControlConfig {
     pub safe_action: SafeAction,
 }
 
+/// How the control thread runs (not what it decides): its `SCHED_FIFO` priority, the CPU it is
+/// pinned to, and how long it busy-waits before each deadline instead of sleeping through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopConfig {
+    pub priority: i32,
+    pub cpu: Option<usize>,
+    /// The last `spin_ns` before a period start and before the decision point are spent polling
+    /// the clock (and, before the decision point, the observation queue) instead of sleeping.
+    pub spin_ns: u64,
+}
+
 /// Why a controller cannot be built for a policy.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ControlError {
@@ -656,13 +667,20 @@ pub fn phase_shift_ns(
 /// deadlines until `shutdown` is set. The DDS thread unparks this thread after each
 /// observation it queues. The period grid keeps its length; its phase follows a one-to-one
 /// observation stream ([`phase_shift_ns`]), so such a stream is answered on arrival.
+///
+/// With `timing.spin_ns > 0` the thread stops sleeping `spin_ns` before each period start and
+/// each decision point and polls instead ([`clock::sleep_until_ns_spinning`]): a wake-up that
+/// would come late (a halted virtual CPU) then costs nothing, at up to `2 * spin_ns` of CPU time
+/// per period.
 pub fn run_control_loop<P: ActionPolicy>(
     controller: &mut Controller<P>,
     links: &mut ControlLinks<'_>,
+    timing: LoopConfig,
     shutdown: &AtomicBool,
 ) {
-    controller.set_realtime(clock::setup_realtime_thread(80));
+    controller.set_realtime(clock::setup_realtime_thread(timing.priority, timing.cpu));
     let period_ns = controller.config().period_ns;
+    let spin_ns = timing.spin_ns.min(period_ns / 4);
     let decision_offset_ns = period_ns - period_ns / 4;
     let mut start_ns = clock::monotonic_ns();
     let mut previous_drained = 0;
@@ -677,7 +695,12 @@ pub fn run_control_loop<P: ActionPolicy>(
                 if now_ns >= decision_ns || shutdown.load(Ordering::Acquire) {
                     break;
                 }
-                std::thread::park_timeout(Duration::from_nanos(decision_ns - now_ns));
+                let park_until_ns = decision_ns - spin_ns;
+                if now_ns < park_until_ns {
+                    std::thread::park_timeout(Duration::from_nanos(park_until_ns - now_ns));
+                } else {
+                    std::hint::spin_loop();
+                }
                 let (arrived, count) = newest_observation(&mut links.observations);
                 drained += count;
                 if arrived.is_some() {
@@ -699,7 +722,7 @@ pub fn run_control_loop<P: ActionPolicy>(
         }
         previous_drained = drained;
         start_ns += period_ns - shift_ns;
-        clock::sleep_until_ns(start_ns);
+        clock::sleep_until_ns_spinning(start_ns, spin_ns);
         let late_ns = clock::monotonic_ns().saturating_sub(start_ns);
         if late_ns >= period_ns {
             // Woke a whole period (or more) late: those periods had no command.

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use sdac_ros::control::{ControlConfig, Controller, SafeAction};
+use sdac_ros::clock;
+use sdac_ros::control::{ControlConfig, Controller, LoopConfig, SafeAction};
 use sdac_ros::node::{DdsEndpoints, NodeConfig, ObservationInput};
 use sdac_ros::policy::RuntimePolicy;
 use sdac_ros::{bench, dds};
@@ -36,7 +37,9 @@ of the wrong length gives the safe action for that period and counts a fault; no
 ever non-finite. The DDS domain is ROS_DOMAIN_ID (default 0). SIGINT/SIGTERM stop the node
 cleanly (exit 0).";
 
-/// SCHED_FIFO priority of the DDS threads (the control thread runs at 80).
+/// SCHED_FIFO priority of the control thread.
+const CONTROL_PRIORITY: i32 = 80;
+/// SCHED_FIFO priority of the DDS threads, below the control thread.
 const DDS_PRIORITY: i32 = 70;
 
 #[derive(Parser)]
@@ -102,6 +105,20 @@ struct NodeArgs {
     /// The ROS 2 node name.
     #[arg(long, default_value = "sdac_node")]
     node_name: String,
+    /// Pin the control thread to this CPU (default: any).
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Pin the DDS thread and RustDDS's own threads to this CPU (default: any).
+    #[arg(long)]
+    dds_cpu: Option<usize>,
+    /// Busy-wait this many microseconds before each period start and decision point instead of
+    /// sleeping through them (at most a quarter period; costs up to twice this per period).
+    #[arg(long, default_value_t = 0.0)]
+    spin_us: f64,
+    /// Keep idle CPUs polling instead of halting while the node runs (holds
+    /// /dev/cpu_dma_latency at 0; needs root; an idle CPU then burns its whole time).
+    #[arg(long)]
+    idle_poll: bool,
 }
 
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
@@ -129,6 +146,28 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     };
     let controller = Controller::new(policy, config)
         .with_context(|| format!("policy {} does not fit the node", policy_path.display()))?;
+    if !(args.spin_us.is_finite() && args.spin_us >= 0.0) {
+        anyhow::bail!("--spin-us must be zero or positive, got {}", args.spin_us);
+    }
+    let timing = LoopConfig {
+        priority: CONTROL_PRIORITY,
+        cpu: args
+            .cpu
+            .map(clock::check_cpu)
+            .transpose()
+            .context("--cpu")?,
+        spin_ns: (args.spin_us * 1e3).round() as u64,
+    };
+    let dds_cpu = args
+        .dds_cpu
+        .map(clock::check_cpu)
+        .transpose()
+        .context("--dds-cpu")?;
+    let _idle_poll = args
+        .idle_poll
+        .then(clock::IdlePoll::request)
+        .transpose()
+        .context("--idle-poll: opening /dev/cpu_dma_latency")?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&shutdown))
@@ -136,7 +175,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     }
     // The DDS side is on the latency path too: SCHED_FIFO below the control thread where granted.
     // Threads inherit it, so the DDS thread and RustDDS's own threads, started from here, get it.
-    sdac_ros::clock::setup_realtime_thread(DDS_PRIORITY);
+    clock::setup_realtime_thread(DDS_PRIORITY, None);
     let endpoints = DdsEndpoints::create(NodeConfig {
         node_name: args.node_name,
         domain_id: dds::domain_id_from_env()?,
@@ -151,9 +190,10 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         obs_dim,
         rate_hz: args.rate,
         record: args.record,
+        dds_cpu,
     })
     .context("starting the node's DDS side")?;
-    sdac_ros::node::run(controller, endpoints, &shutdown).context("running the node")
+    sdac_ros::node::run(controller, endpoints, timing, &shutdown).context("running the node")
 }
 
 /// The error and its causes, `: `-separated, leaving out a cause whose text the previous message

@@ -18,7 +18,7 @@ use ros2_client::{Context, Node, Publisher, Subscription};
 
 use crate::clock;
 use crate::control::{
-    ActionPolicy, CommandPod, CommandSource, ControlLinks, Controller, MAX_OBS_DIM,
+    ActionPolicy, CommandPod, CommandSource, ControlLinks, Controller, LoopConfig, MAX_OBS_DIM,
     ObservationFault, ObservationPod, QUEUE_SLOTS, WindowReport, run_control_loop,
 };
 use crate::dds::{self, DdsError};
@@ -83,6 +83,8 @@ pub struct NodeConfig {
     pub obs_dim: usize,
     pub rate_hz: f64,
     pub record: Option<PathBuf>,
+    /// Pin the DDS thread and RustDDS's own threads to this CPU.
+    pub dds_cpu: Option<usize>,
 }
 
 /// Why the node's DDS side failed.
@@ -92,6 +94,8 @@ pub enum NodeError {
     Dds(#[from] DdsError),
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("DDS threads: {0}")]
+    Cpu(#[from] clock::CpuError),
     #[error("observation dimension {0} is more than the node carries ({MAX_OBS_DIM})")]
     ObsTooLarge(usize),
     #[error("the ros2-client spinner stopped: {0}")]
@@ -155,7 +159,9 @@ impl DdsEndpoints {
                 })
             }
         };
-        let context = dds::context(config.domain_id)?;
+        // RustDDS starts its threads with the participant: they inherit the pinning.
+        let context =
+            clock::with_threads_on_cpu(config.dds_cpu, || dds::context(config.domain_id))??;
         let mut node = dds::node(&context, &config.node_name)?;
         let observations = match config.input {
             ObservationInput::Float64MultiArray => ObservationSubscription::Array(
@@ -368,6 +374,13 @@ fn diagnostics_message(
         ("queue_full_total", report.queue_full_total.to_string()),
         ("record_errors_total", stats.record_errors.to_string()),
         ("scheduling", realtime.to_owned()),
+        (
+            "control_cpu",
+            report
+                .realtime
+                .and_then(|r| r.cpu)
+                .map_or("any".to_owned(), |cpu| cpu.to_string()),
+        ),
     ];
     DiagnosticArray {
         header: Header {
@@ -445,6 +458,9 @@ pub fn run_dds_thread(endpoints: DdsEndpoints, links: DdsLinks<'_>) -> Result<()
         control_thread,
         shutdown,
     } = links;
+    if let Some(cpu) = config.dds_cpu {
+        clock::pin_current_thread(cpu).map_err(|source| clock::CpuError::Pin { cpu, source })?;
+    }
     let spinner = node
         .spinner()
         .map_err(|e| NodeError::Spinner(e.to_string()))?;
@@ -511,12 +527,14 @@ pub fn run_dds_thread(endpoints: DdsEndpoints, links: DdsLinks<'_>) -> Result<()
     stopped.map_or(Ok(()), Err)
 }
 
-/// Runs the node until `shutdown` is set: the control thread (paced, owning `controller`) and
-/// the DDS thread (owning `endpoints`), joined by fixed-capacity SPSC queues. Returns the DDS
-/// thread's error if it stopped on its own (the control thread is stopped with it).
+/// Runs the node until `shutdown` is set: the control thread (paced as `timing` says, owning
+/// `controller`) and the DDS thread (owning `endpoints`), joined by fixed-capacity SPSC queues.
+/// Returns the DDS thread's error if it stopped on its own (the control thread is stopped with
+/// it).
 pub fn run<P: ActionPolicy>(
     mut controller: Controller<P>,
     endpoints: DdsEndpoints,
+    timing: LoopConfig,
     shutdown: &AtomicBool,
 ) -> Result<(), NodeError> {
     let mut observations: Box<Queue<ObservationPod, QUEUE_SLOTS>> = Box::new(Queue::new());
@@ -536,7 +554,7 @@ pub fn run<P: ActionPolicy>(
         let control = std::thread::Builder::new()
             .name("sdac-control".into())
             .spawn_scoped(scope, || {
-                run_control_loop(&mut controller, &mut control_links, shutdown)
+                run_control_loop(&mut controller, &mut control_links, timing, shutdown)
             })
             .map_err(NodeError::Thread)?;
         let dds_links = DdsLinks {

@@ -31,6 +31,12 @@ pub struct LoopBenchArgs {
     /// Reset seed of the first episode and the node's noise seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Pin the bridge's threads to this CPU (its `--cpu`).
+    #[arg(long)]
+    bridge_cpu: Option<usize>,
+    /// Arguments passed on to `sdac-node` (after `--`, e.g. `-- --cpu 1 --dds-cpu 1`).
+    #[arg(last = true)]
+    node_args: Vec<String>,
 }
 
 /// CPU time a process has used so far, from `/proc/<pid>/stat` (user + system).
@@ -67,6 +73,7 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
             .arg("--policy")
             .arg(&args.policy)
             .args(["--rate", &rate, "--seed", &seed])
+            .args(&args.node_args)
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", node.display()))?,
@@ -79,6 +86,11 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
             .args(["--episodes", &u32::MAX.to_string()])
             .args(["--max-steps", &steps.to_string()])
             .args(["--diag-topic", "/diagnostics"])
+            .args(
+                args.bridge_cpu
+                    .iter()
+                    .flat_map(|cpu| ["--cpu".to_owned(), cpu.to_string()]),
+            )
             .arg("--report")
             .arg(&report_path)
             .stdout(Stdio::null())
@@ -136,6 +148,12 @@ fn print_table(
     let rows = [
         ("task", args.env.clone()),
         ("rate (Hz)", format!("{}", args.rate)),
+        ("node arguments", args.node_args.join(" ")),
+        (
+            "bridge pinned to CPU",
+            args.bridge_cpu
+                .map_or("any".to_owned(), |cpu| cpu.to_string()),
+        ),
         ("wall time (s)", format!("{:.1}", elapsed.as_secs_f64())),
         ("bridge steps", report.steps.to_string()),
         ("episodes finished", report.episodes.len().to_string()),

@@ -64,6 +64,13 @@ struct Args {
     /// Record every observation published and command received as MCAP (rosbag2's layout).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Real time: SCHED_FIFO priority of the stepping thread (where granted; the DDS threads run
+    /// 10 below it); 0 leaves all threads SCHED_OTHER. Lockstep runs ignore it.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(i32).range(0..=99))]
+    realtime_priority: i32,
+    /// Pin all of the bridge's threads (stepping and DDS) to this CPU (default: any).
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -109,7 +116,20 @@ fn run(args: Args) -> anyhow::Result<()> {
         record: args.record.clone(),
         diag_topic: args.diag_topic.clone(),
     };
+    // Real time: the DDS threads (started by the transport, inheriting this thread's policy)
+    // run SCHED_FIFO just below the stepping thread, so neither waits behind other processes.
+    if let Some(cpu) = args.cpu {
+        sdac_ros::clock::check_cpu(cpu).context("--cpu")?;
+        sdac_ros::clock::pin_current_thread(cpu)
+            .with_context(|| format!("pinning the bridge to CPU {cpu}"))?;
+    }
+    let realtime = matches!(pacing, Pacing::RealTime { .. }) && args.realtime_priority > 0;
+    if realtime {
+        sdac_ros::clock::setup_realtime_thread((args.realtime_priority - 10).max(1), None);
+    }
     let mut transport = DdsTransport::new(&topics)?;
+    let fifo =
+        realtime && sdac_ros::clock::setup_realtime_thread(args.realtime_priority, None).fifo;
     println!(
         "bridge: {} on {} -> {} (domain {}), {}",
         args.env,
@@ -118,8 +138,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         topics.domain_id,
         match pacing {
             Pacing::Lockstep { .. } => "lockstep".to_owned(),
-            Pacing::RealTime { period } =>
-                format!("real time at {:.1} Hz", 1.0 / period.as_secs_f64()),
+            Pacing::RealTime { period } => format!(
+                "real time at {:.1} Hz, {}",
+                1.0 / period.as_secs_f64(),
+                if fifo { "SCHED_FIFO" } else { "SCHED_OTHER" }
+            ),
         }
     );
     let mut report = run_bridge(env.as_mut(), &mut transport, &config, &stop, |episode| {
