@@ -39,6 +39,9 @@ pub struct UpdateBenchArgs {
     /// Timed updates per preset (after warm-up ones).
     #[arg(long, default_value_t = 20)]
     updates: usize,
+    /// Where the networks run (`cuda` needs a binary built with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = crate::run::DeviceArg::Cpu)]
+    device: crate::run::DeviceArg,
     /// Python that runs the JAX baseline (`bench_jax.py --config <preset> --updates <n>`,
     /// printing JSON with `updates_per_s`); none by default. See BENCHMARKS.md for its setup outside this repository.
     #[arg(long)]
@@ -323,21 +326,29 @@ mod update {
         critic + policy / config.sdac.policy_delay as f64
     }
 
-    /// Single-matrix-product rate on this machine with the preset's compute threads.
-    fn matmul_peak_flops() -> anyhow::Result<f64> {
-        let a = Tensor::randn(0f32, 1.0, (1024, 256), &Device::Cpu)?;
-        let w = Tensor::randn(0f32, 1.0, (256, 256), &Device::Cpu)?;
+    /// Single-matrix-product rate on `device` (on the CPU with the preset's compute threads):
+    /// the best of five batches of products of the noise network's shape.
+    fn matmul_peak_flops(device: &Device) -> anyhow::Result<f64> {
+        let (rows, reps) = if device.is_cpu() {
+            (1024, 40)
+        } else {
+            (65_536, 200)
+        };
+        let a = Tensor::randn(0f32, 1.0, (rows, 256), device)?;
+        let w = Tensor::randn(0f32, 1.0, (256, 256), device)?;
         for _ in 0..5 {
             a.matmul(&w)?;
         }
+        device.synchronize()?;
         let mut best = 0.0f64;
         for _ in 0..5 {
             let started = Instant::now();
-            let reps = 40;
             for _ in 0..reps {
                 a.matmul(&w)?;
             }
-            let rate = reps as f64 * 2.0 * 1024.0 * 256.0 * 256.0 / started.elapsed().as_secs_f64();
+            device.synchronize()?;
+            let rate =
+                reps as f64 * 2.0 * rows as f64 * 256.0 * 256.0 / started.elapsed().as_secs_f64();
             best = best.max(rate);
         }
         Ok(best)
@@ -375,21 +386,28 @@ mod update {
         act_dim: usize,
     ) -> anyhow::Result<Row> {
         let config = config::resolve(preset, &args.overrides)?;
+        let device = crate::run::device(args.device)?;
         let (ms_per_update, peak) = with_compute_threads(config.compute_threads, || {
-            let mut agent = Sdac::new(&config, obs_dim, act_dim, 0, &Device::Cpu)?;
+            let mut agent = Sdac::new(&config, obs_dim, act_dim, 0, &device)?;
             let batch = random_batch(&config, obs_dim, act_dim, 1);
             // Warm-up covers both kinds of update (with and without the policy step).
             for _ in 0..2 * config.sdac.policy_delay {
                 agent.update(&batch)?;
             }
+            device.synchronize()?;
             let started = Instant::now();
             for _ in 0..args.updates {
                 agent.update(&batch)?;
             }
+            device.synchronize()?;
             let ms = started.elapsed().as_secs_f64() * 1e3 / args.updates as f64;
-            Ok((ms, matmul_peak_flops()?))
+            Ok((ms, matmul_peak_flops(&device)?))
         })?;
-        let jax = jax_updates_per_s(preset, args);
+        let jax = if device.is_cpu() {
+            jax_updates_per_s(preset, args)
+        } else {
+            Err("not measured (the JAX baseline runs on the CPU)".into())
+        };
         Ok(Row {
             preset: preset.to_owned(),
             flops_per_update: sdac_update_flops(&config, obs_dim, act_dim),
@@ -437,8 +455,8 @@ mod update {
             );
         }
         println!(
-            "SDAC update on {} sizes (obs {obs_dim}, action {act_dim}), random batch, {} timed updates.\n",
-            args.env, args.updates
+            "SDAC update on {} sizes (obs {obs_dim}, action {act_dim}), random batch, {} timed updates, device {:?}.\n",
+            args.env, args.updates, args.device
         );
         println!(
             "| preset | threads | hidden | batch | N | K | T | ms/update | updates/s | GFLOP/update | GFLOP/s | matmul peak GFLOP/s | % of peak | JAX updates/s | Rust / JAX |"

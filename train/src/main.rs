@@ -9,6 +9,7 @@ mod act;
 mod bench;
 mod bench_loop;
 mod checkpoint;
+mod compare;
 mod config;
 mod curve;
 mod distill;
@@ -53,6 +54,8 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// A policy file's actions for observations and noise from CSV files (engine cross-checks).
     Act(act::ActArgs),
+    /// Best and final evaluation returns of runs (mean ± std over seeds) and their curves.
+    Compare(compare::CompareArgs),
     /// Performance tables.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Export(args) => export::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Act(args) => act::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Bench(command) => bench::run(&command),
     };
     match result {

@@ -73,7 +73,7 @@ pub(crate) struct RunInfo {
     pub(crate) seed: u64,
 }
 
-fn device(arg: DeviceArg) -> anyhow::Result<Device> {
+pub(crate) fn device(arg: DeviceArg) -> anyhow::Result<Device> {
     match arg {
         DeviceArg::Cpu => Ok(Device::Cpu),
         DeviceArg::Cuda if cfg!(feature = "cuda") => {
@@ -180,7 +180,7 @@ struct RunPlan {
     preset: Option<String>,
 }
 
-fn algo_name(algo: Algo) -> &'static str {
+pub(crate) fn algo_name(algo: Algo) -> &'static str {
     match algo {
         Algo::Sdac => "sdac",
         Algo::Sac => "sac",

@@ -240,6 +240,7 @@ pub fn train(
         mut last_eval,
     } = loop_state;
     let mut batch = Batch::default();
+    let mut newest_metrics = Metrics::new();
     let mut env_actions = vec![0.0; n * ad];
     let (started, steps_at_start) = (Instant::now(), env_steps);
     let sps =
@@ -288,8 +289,18 @@ pub fn train(
                         checkpoint::checkpoints_dir(run_dir).display()
                     );
                 }
+                // Every 100 updates, the newest value of each tag: some (the policy's) are
+                // produced only every `policy_delay` updates.
+                for (tag, value) in metrics {
+                    match newest_metrics.iter_mut().find(|(seen, _)| *seen == tag) {
+                        Some(entry) => entry.1 = value,
+                        None => newest_metrics.push((tag, value)),
+                    }
+                }
                 if updates % 100 == 0 {
-                    for (tag, value) in metrics {
+                    // In tag order, so that a resumed run logs what an uninterrupted one does.
+                    newest_metrics.sort_unstable_by_key(|(tag, _)| *tag);
+                    for (tag, value) in newest_metrics.drain(..) {
                         log.log(env_steps, tag, value)?;
                     }
                 }

@@ -25,15 +25,15 @@ fn train(algo: &str, seed: u64, run_dir: &Path) {
     );
 }
 
-/// The `eval/episodic_return` values in the run's `metrics.csv`, in order.
-fn evaluation_returns(run_dir: &Path) -> Vec<f64> {
+/// The values of `tag` in the run's `metrics.csv`, in order.
+fn logged_values(run_dir: &Path, wanted: &str) -> Vec<f64> {
     let text = std::fs::read_to_string(run_dir.join("metrics.csv")).expect("metrics.csv");
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let mut cells = line.split(',');
             let (_step, tag, value) = (cells.next()?, cells.next()?, cells.next()?);
-            (tag == "eval/episodic_return").then(|| value.parse().expect("a number"))
+            (tag == wanted).then(|| value.parse().expect("a number"))
         })
         .collect()
 }
@@ -43,7 +43,7 @@ fn check_learns(algo: &str) {
     let run_dir = dir.path().join("run");
     train(algo, 0, &run_dir);
 
-    let returns = evaluation_returns(&run_dir);
+    let returns = logged_values(&run_dir, "eval/episodic_return");
     assert!(returns.len() >= 5, "too few evaluations: {returns:?}");
     let best = returns.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     assert!(
@@ -54,6 +54,23 @@ fn check_learns(algo: &str) {
         returns[0] < BAR,
         "the first evaluation already passes the bar: the test proves nothing ({returns:?})"
     );
+
+    // The losses, including the policy's (logged only every `policy_delay` updates).
+    for tag in [
+        "charts/episodic_return",
+        "charts/SPS",
+        "losses/qf1_loss",
+        "losses/qf2_loss",
+        "losses/actor_loss",
+        "losses/alpha",
+    ] {
+        let values = logged_values(&run_dir, tag);
+        assert!(!values.is_empty(), "{algo}: no {tag} in metrics.csv");
+        assert!(
+            values.iter().all(|v| v.is_finite()),
+            "{algo}: {tag} {values:?}"
+        );
+    }
 
     for file in [
         "run.toml",
