@@ -186,3 +186,95 @@ fn rollout_prints_the_mean_return() {
     );
     assert!(stdout.contains("mean return"), "{stdout}");
 }
+
+/// A run directory as `sdac train` leaves it, for `sdac compare`: the fixture's config, this
+/// seed, and `metrics.csv` with these evaluation returns every 1000 steps.
+fn comparable_run(root: &Path, seed: u64, evaluations: &[f64]) -> std::path::PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/policies/InvertedPendulum-v5-sdac-seed0");
+    let dir = root.join(format!("seed{seed}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture.join("config.toml"), dir.join("config.toml")).unwrap();
+    std::fs::write(
+        dir.join("run.toml"),
+        format!("env = \"InvertedPendulum-v5\"\nalgo = \"sdac\"\nseed = {seed}\n"),
+    )
+    .unwrap();
+    let mut metrics = String::from("step,tag,value\n12,charts/episodic_return,9\n");
+    for (i, value) in evaluations.iter().enumerate() {
+        metrics += &format!("{},eval/episodic_return,{value}\n", (i + 1) * 1000);
+    }
+    std::fs::write(dir.join("metrics.csv"), metrics).unwrap();
+    dir
+}
+
+#[test]
+fn compare_reports_mean_and_std_over_seeds_and_draws_the_curves() {
+    let root = tempfile::tempdir().unwrap();
+    let first = comparable_run(root.path(), 0, &[10.0, 50.0, 40.0]);
+    let second = comparable_run(root.path(), 1, &[20.0, 30.0, 60.0]);
+    let curves = root.path().join("curves");
+    let output = run(&[
+        "compare".into(),
+        "--run".into(),
+        first.display().to_string(),
+        "--run".into(),
+        second.display().to_string(),
+        "--curves".into(),
+        curves.display().to_string(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // best: 50 and 60 -> 55 ± 7.1; final: 40 and 60 -> 50 ± 14.1.
+    assert!(
+        stdout.contains(
+            "| InvertedPendulum-v5 | sdac | 2 ([0, 1]) | 3000, 3000 | 55.0 ± 7.1 | 50.0 ± 14.1 |"
+        ),
+        "{stdout}"
+    );
+    let png = std::fs::read(curves.join("InvertedPendulum-v5.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[test]
+fn compare_refuses_runs_it_cannot_compare() {
+    let root = tempfile::tempdir().unwrap();
+    let evaluated = comparable_run(root.path(), 0, &[10.0]);
+    let fresh = comparable_run(&root.path().join("other"), 1, &[]);
+    let output = run(&[
+        "compare".into(),
+        "--run".into(),
+        evaluated.display().to_string(),
+        "--run".into(),
+        fresh.display().to_string(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("has no evaluation yet"),
+        "{}",
+        stderr(&output)
+    );
+
+    let twin = comparable_run(&root.path().join("twin"), 0, &[10.0]);
+    let output = run(&[
+        "compare".into(),
+        "--run".into(),
+        evaluated.display().to_string(),
+        "--run".into(),
+        twin.display().to_string(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("repeats seed 0"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(&[
+        "compare".into(),
+        "--run".into(),
+        root.path().join("missing").display().to_string(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("missing"), "{}", stderr(&output));
+}
