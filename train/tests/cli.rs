@@ -208,21 +208,27 @@ fn comparable_run(root: &Path, seed: u64, evaluations: &[f64]) -> std::path::Pat
     dir
 }
 
+/// `sdac compare --run <each of runs>` followed by `extra`.
+fn compare(runs: &[&Path], extra: &[String]) -> Output {
+    let mut args = vec!["compare".to_string()];
+    for dir in runs {
+        args.push("--run".into());
+        args.push(dir.display().to_string());
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn compare_reports_mean_and_std_over_seeds_and_draws_the_curves() {
     let root = tempfile::tempdir().unwrap();
     let first = comparable_run(root.path(), 0, &[10.0, 50.0, 40.0]);
     let second = comparable_run(root.path(), 1, &[20.0, 30.0, 60.0]);
     let curves = root.path().join("curves");
-    let output = run(&[
-        "compare".into(),
-        "--run".into(),
-        first.display().to_string(),
-        "--run".into(),
-        second.display().to_string(),
-        "--curves".into(),
-        curves.display().to_string(),
-    ]);
+    let output = compare(
+        &[&first, &second],
+        &["--curves".into(), curves.display().to_string()],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     // best: 50 and 60 -> 55 ± 7.1; final: 40 and 60 -> 50 ± 14.1.
@@ -241,13 +247,7 @@ fn compare_refuses_runs_it_cannot_compare() {
     let root = tempfile::tempdir().unwrap();
     let evaluated = comparable_run(root.path(), 0, &[10.0]);
     let fresh = comparable_run(&root.path().join("other"), 1, &[]);
-    let output = run(&[
-        "compare".into(),
-        "--run".into(),
-        evaluated.display().to_string(),
-        "--run".into(),
-        fresh.display().to_string(),
-    ]);
+    let output = compare(&[&evaluated, &fresh], &[]);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("has no evaluation yet"),
@@ -256,13 +256,7 @@ fn compare_refuses_runs_it_cannot_compare() {
     );
 
     let twin = comparable_run(&root.path().join("twin"), 0, &[10.0]);
-    let output = run(&[
-        "compare".into(),
-        "--run".into(),
-        evaluated.display().to_string(),
-        "--run".into(),
-        twin.display().to_string(),
-    ]);
+    let output = compare(&[&evaluated, &twin], &[]);
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("repeats seed 0"),
@@ -270,11 +264,7 @@ fn compare_refuses_runs_it_cannot_compare() {
         stderr(&output)
     );
 
-    let output = run(&[
-        "compare".into(),
-        "--run".into(),
-        root.path().join("missing").display().to_string(),
-    ]);
+    let output = compare(&[&root.path().join("missing")], &[]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("missing"), "{}", stderr(&output));
 }
