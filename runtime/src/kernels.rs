@@ -2,13 +2,37 @@
 //! load. One generic kernel, compiled twice: for the baseline target and, picked at load where
 //! the CPU has them, for AVX2 with fused multiply-adds.
 //!
-//! Packing: the outputs are cut into panels of [`LANES`] (the last one zero-padded); panel `p`
-//! stores, for every input `j`, the `LANES` weights `W[p * LANES + l][j]` side by side. A
-//! micro-kernel keeps `ROWS x PANELS` vectors of accumulators in registers and, for each input,
-//! loads `PANELS` weight vectors and broadcasts one input per row.
+//! Packing: the outputs are cut into panels of [`LANES`] (the last one zero-padded), and the
+//! panels into groups (the last group may have fewer, see [`Packing`]). A group stores its
+//! weights input by input: for input `j`, the `LANES` weights `W[p * LANES + l][j]` of each of
+//! its panels `p` side by side, then input `j + 1`. A micro-kernel keeps `ROWS x PANELS` vectors
+//! of accumulators in registers and, for each input, loads `PANELS` adjacent weight vectors and
+//! broadcasts one input per row. Each call takes a whole group, so it reads its weights as one
+//! sequential stream.
 
 /// Values per weight vector (one AVX register of f32).
 pub(crate) const LANES: usize = 8;
+
+/// How a layer's weights are grouped, chosen at load for the rows its calls will have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// Groups of 8 panels: a call at one row streams 64 outputs' weights at once (the hardware
+    /// prefetcher follows one stream better than eight). For layers that run one row.
+    OneRow,
+    /// Groups of 4 panels: the 3-row calls of a batch reuse a group's 32 KiB from L1 (wider
+    /// groups read in halves use only half of L1's sets and were measured slower).
+    Batch,
+}
+
+impl Packing {
+    /// Panels per group, and per micro-kernel call.
+    const fn group_panels(self) -> usize {
+        match self {
+            Packing::OneRow => SINGLE_ROW_PANELS,
+            Packing::Batch => BATCH_PANELS,
+        }
+    }
+}
 
 /// The instruction set the kernels run with, decided once (at load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +62,9 @@ impl Isa {
 pub(crate) struct Dense {
     inputs: usize,
     outputs: usize,
-    /// `panels * inputs * LANES` values, see the module documentation.
+    /// `panels * inputs * LANES` values in groups, see the module documentation.
     packed: Vec<f32>,
+    packing: Packing,
     bias: Vec<f32>,
 }
 
@@ -51,6 +76,7 @@ impl Dense {
         outputs: usize,
         weight: &[f32],
         bias: Vec<f32>,
+        packing: Packing,
     ) -> Option<Self> {
         if weight.len() != inputs.checked_mul(outputs)? || bias.len() != outputs {
             return None;
@@ -59,14 +85,19 @@ impl Dense {
         let mut packed = vec![0.0; panels * inputs * LANES];
         for (o, row) in weight.chunks_exact(inputs.max(1)).enumerate() {
             let (panel, lane) = (o / LANES, o % LANES);
+            let group = Group::of(panel, panels, packing);
+            let within = panel - group.first_panel;
             for (j, &w) in row.iter().enumerate() {
-                packed[(panel * inputs + j) * LANES + lane] = w;
+                packed[group.first_panel * inputs * LANES
+                    + (j * group.panels + within) * LANES
+                    + lane] = w;
             }
         }
         Some(Self {
             inputs,
             outputs,
             packed,
+            packing,
             bias,
         })
     }
@@ -80,6 +111,7 @@ impl Dense {
         first: usize,
         count: usize,
         bias: Vec<f32>,
+        packing: Packing,
     ) -> Option<Self> {
         if first.checked_add(count)? > inputs || weight.len() != inputs.checked_mul(outputs)? {
             return None;
@@ -89,7 +121,7 @@ impl Dense {
             .flat_map(|row| &row[first..first + count])
             .copied()
             .collect();
-        Self::new(count, outputs, &columns, bias)
+        Self::new(count, outputs, &columns, bias, packing)
     }
 
     pub(crate) fn inputs(&self) -> usize {
@@ -136,11 +168,30 @@ fn forward_avx2_fma(layer: &Dense, x: &[f32], y: &mut [f32], rows: usize, bias: 
 /// Rows per micro-kernel call in batched layers, and panels per call in each case.
 const BATCH_ROWS: usize = 3;
 const BATCH_PANELS: usize = 4;
-const _: () = assert!(
-    BATCH_ROWS == 3 && BATCH_PANELS == 4,
-    "`dispatch` covers 3 x 4"
-);
 const SINGLE_ROW_PANELS: usize = 8;
+const _: () = assert!(
+    BATCH_ROWS == 3 && BATCH_PANELS == 4 && SINGLE_ROW_PANELS == 8,
+    "`dispatch` covers 3 x 4 and 1 x 8"
+);
+
+/// A packing group: its first panel and its number of panels.
+#[derive(Clone, Copy)]
+struct Group {
+    first_panel: usize,
+    panels: usize,
+}
+
+impl Group {
+    /// The group that holds `panel` (`< panels`) of a layer with `panels` panels.
+    fn of(panel: usize, panels: usize, packing: Packing) -> Self {
+        let group_panels = packing.group_panels();
+        let first_panel = panel / group_panels * group_panels;
+        Self {
+            first_panel,
+            panels: group_panels.min(panels - first_panel),
+        }
+    }
+}
 
 #[inline(always)]
 fn forward_generic<const FMA: bool>(
@@ -158,38 +209,46 @@ fn forward_generic<const FMA: bool>(
         return;
     }
     let panels = outputs.div_ceil(LANES);
-    let panel_len = inputs * LANES;
     let panels_per_call = if rows == 1 {
         SINGLE_ROW_PANELS
     } else {
         BATCH_PANELS
     };
-    let mut panel = 0;
-    while panel < panels {
-        let count = panels_per_call.min(panels - panel);
-        let weights = &layer.packed[panel * panel_len..(panel + count) * panel_len];
-        let mut row = 0;
-        while row < rows {
-            let row_count = BATCH_ROWS.min(rows - row);
-            let job = Job {
-                weights,
-                inputs,
-                outputs,
-                first_output: panel * LANES,
-                bias,
-                x: &x[row * inputs..(row + row_count) * inputs],
-                y: &mut y[row * outputs..(row + row_count) * outputs],
-            };
-            dispatch::<FMA>(job, row_count, count);
-            row += row_count;
+    for first_panel in (0..panels).step_by(layer.packing.group_panels()) {
+        let group = Group::of(first_panel, panels, layer.packing);
+        let group_start = group.first_panel * inputs * LANES;
+        let group_weights = &layer.packed[group_start..group_start + group.panels * inputs * LANES];
+        let mut within = 0;
+        while within < group.panels {
+            let count = panels_per_call.min(group.panels - within);
+            let mut row = 0;
+            while row < rows {
+                let row_count = BATCH_ROWS.min(rows - row);
+                let job = Job {
+                    weights: &group_weights[within * LANES..],
+                    stride: group.panels * LANES,
+                    inputs,
+                    outputs,
+                    first_output: (group.first_panel + within) * LANES,
+                    bias,
+                    x: &x[row * inputs..(row + row_count) * inputs],
+                    y: &mut y[row * outputs..(row + row_count) * outputs],
+                };
+                dispatch::<FMA>(job, row_count, count);
+                row += row_count;
+            }
+            within += count;
         }
-        panel += count;
     }
 }
 
 /// One micro-kernel call: some panels (`weights`) against some rows (`x`, `y`).
 struct Job<'a> {
+    /// From the call's first weight vector at input 0 to the end of its group: panel `p`'s
+    /// vector at input `j` starts at `j * stride + p * LANES`.
     weights: &'a [f32],
+    /// Values from one input to the next in `weights`.
+    stride: usize,
     inputs: usize,
     outputs: usize,
     first_output: usize,
@@ -203,13 +262,13 @@ struct Job<'a> {
 #[inline(always)]
 fn dispatch<const FMA: bool>(job: Job, rows: usize, panels: usize) {
     match (rows, panels) {
-        (1, 1) => micro::<FMA, 1, 1>(job),
-        (1, 2) => micro::<FMA, 1, 2>(job),
-        (1, 3) => micro::<FMA, 1, 3>(job),
-        (1, 4) => micro::<FMA, 1, 4>(job),
-        (1, 5) => micro::<FMA, 1, 5>(job),
-        (1, 6) => micro::<FMA, 1, 6>(job),
-        (1, 7) => micro::<FMA, 1, 7>(job),
+        (1, 1) => one_row::<FMA, 1, 4>(job),
+        (1, 2) => one_row::<FMA, 2, 4>(job),
+        (1, 3) => one_row::<FMA, 3, 4>(job),
+        (1, 4) => one_row::<FMA, 4, 2>(job),
+        (1, 5) => one_row::<FMA, 5, 2>(job),
+        (1, 6) => one_row::<FMA, 6, 2>(job),
+        (1, 7) => one_row::<FMA, 7, 2>(job),
         (1, _) => micro::<FMA, 1, 8>(job),
         (2, 1) => micro::<FMA, 2, 1>(job),
         (2, 2) => micro::<FMA, 2, 2>(job),
@@ -235,6 +294,21 @@ fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
     portable_micro::<R, P>(job);
 }
 
+/// One row and `P` panels (fewer than 8) on the build `FMA` selects. The AVX2 build sums the
+/// inputs in `S` interleaved partial sums, so that `S * P` chains of fused multiply-adds keep
+/// the FMA units busy instead of waiting on one another (one output panel, as a policy's last
+/// layer has, would otherwise wait the full latency on every input).
+#[inline(always)]
+fn one_row<const FMA: bool, const P: usize, const S: usize>(job: Job) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: as in `micro`.
+        unsafe { avx2::one_row::<P, S>(job) };
+        return;
+    }
+    portable_micro::<1, P>(job);
+}
+
 /// The bias values of panels `0..P` of `job` (0 in the padding lanes).
 #[inline(always)]
 fn panel_bias<const P: usize>(job: &Job) -> [[f32; LANES]; P] {
@@ -249,6 +323,14 @@ fn panel_bias<const P: usize>(job: &Job) -> [[f32; LANES]; P] {
         }
     }
     bias
+}
+
+/// Whether `job.weights` holds `P` panels at all `job.inputs` inputs and `job.x` holds `R` rows.
+#[inline(always)]
+fn job_fits<const R: usize, const P: usize>(job: &Job) -> bool {
+    job.inputs >= 1
+        && (job.inputs - 1) * job.stride + P * LANES <= job.weights.len()
+        && job.x.len() >= R * job.inputs
 }
 
 /// Writes the accumulators of `R` rows and `P` panels to `job.y` (only the real outputs).
@@ -271,21 +353,18 @@ fn store<const R: usize, const P: usize>(job: Job, acc: &[[[f32; LANES]; P]; R])
 /// The portable build: plain arrays the compiler vectorises for the baseline target.
 #[inline(always)]
 fn portable_micro<const R: usize, const P: usize>(job: Job) {
-    let inputs = job.inputs;
-    let (panel_weights, _) = job.weights.as_chunks::<LANES>();
-    if panel_weights.len() < P * inputs || job.x.len() < R * inputs {
+    if !job_fits::<R, P>(&job) {
         return;
     }
+    let (inputs, stride) = (job.inputs, job.stride);
     let bias = panel_bias::<P>(&job);
     let mut acc = [bias; R];
-    let w: [&[[f32; LANES]]; P] =
-        std::array::from_fn(|p| &panel_weights[p * inputs..(p + 1) * inputs]);
     let x: [&[f32]; R] = std::array::from_fn(|r| &job.x[r * inputs..(r + 1) * inputs]);
-    for j in 0..inputs {
+    for (j, at_input) in job.weights.chunks(stride).take(inputs).enumerate() {
+        let (w, _) = at_input.as_chunks::<LANES>();
         for (row_acc, x_row) in acc.iter_mut().zip(&x) {
             let xv = x_row[j];
-            for (panel_acc, w_panel) in row_acc.iter_mut().zip(&w) {
-                let wv = &w_panel[j];
+            for (panel_acc, wv) in row_acc.iter_mut().zip(w) {
                 for l in 0..LANES {
                     panel_acc[l] += wv[l] * xv;
                 }
@@ -299,24 +378,27 @@ fn portable_micro<const R: usize, const P: usize>(job: Job) {
 /// registers (the compiler spilled the array version's on every input).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
 
-    use super::{Job, LANES, panel_bias, store};
+    use super::{Job, LANES, job_fits, panel_bias, store};
 
     // Index loops on purpose: with iterators the compiler kept the accumulators in memory.
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn micro<const R: usize, const P: usize>(job: Job) {
-        let inputs = job.inputs;
-        let (panel_weights, _) = job.weights.as_chunks::<LANES>();
-        if panel_weights.len() < P * inputs || job.x.len() < R * inputs {
+        if !job_fits::<R, P>(&job) {
             return;
         }
+        let (inputs, stride) = (job.inputs, job.stride);
         let bias = panel_bias::<P>(&job);
-        let weights = panel_weights.as_ptr().cast::<f32>();
+        let weights = job.weights.as_ptr();
         let x = job.x.as_ptr();
-        // SAFETY (all loads below): checked above, the weights hold `P * inputs` vectors of
-        // `LANES` values and `x` holds `R * inputs` values; `p < P`, `r < R`, `j < inputs`.
+        // SAFETY (all loads below): checked above, the weights hold `LANES` values from
+        // `j * stride + p * LANES` and `x` holds `R * inputs` values; `p < P`, `r < R`,
+        // `j < inputs`.
         let mut acc = [[unsafe { _mm256_loadu_ps(bias[0].as_ptr()) }; P]; R];
         for r in 0..R {
             for p in 0..P {
@@ -326,7 +408,7 @@ mod avx2 {
         for j in 0..inputs {
             let mut w = [acc[0][0]; P];
             for p in 0..P {
-                w[p] = unsafe { _mm256_loadu_ps(weights.add((p * inputs + j) * LANES)) };
+                w[p] = unsafe { _mm256_loadu_ps(weights.add(j * stride + p * LANES)) };
             }
             for r in 0..R {
                 let xv = _mm256_set1_ps(unsafe { *x.add(r * inputs + j) });
@@ -340,6 +422,53 @@ mod avx2 {
             for (o, a) in out_row.iter_mut().zip(acc_row) {
                 unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
             }
+        }
+        store(job, &out);
+    }
+
+    /// See `super::one_row`.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn one_row<const P: usize, const S: usize>(job: Job) {
+        if !job_fits::<1, P>(&job) {
+            return;
+        }
+        let (inputs, stride) = (job.inputs, job.stride);
+        let bias = panel_bias::<P>(&job);
+        let weights = job.weights.as_ptr();
+        let x = job.x.as_ptr();
+        // SAFETY (all loads below): as in `micro` with `R = 1`.
+        let zero = _mm256_setzero_ps();
+        let mut acc = [[zero; P]; S];
+        for p in 0..P {
+            acc[0][p] = unsafe { _mm256_loadu_ps(bias[p].as_ptr()) };
+        }
+        let whole = inputs / S * S;
+        let mut j = 0;
+        while j < whole {
+            for s in 0..S {
+                let xv = _mm256_set1_ps(unsafe { *x.add(j + s) });
+                for p in 0..P {
+                    let w = unsafe { _mm256_loadu_ps(weights.add((j + s) * stride + p * LANES)) };
+                    acc[s][p] = _mm256_fmadd_ps(w, xv, acc[s][p]);
+                }
+            }
+            j += S;
+        }
+        for j in whole..inputs {
+            let xv = _mm256_set1_ps(unsafe { *x.add(j) });
+            for p in 0..P {
+                let w = unsafe { _mm256_loadu_ps(weights.add(j * stride + p * LANES)) };
+                acc[0][p] = _mm256_fmadd_ps(w, xv, acc[0][p]);
+            }
+        }
+        let mut out = [[[0.0f32; LANES]; P]; 1];
+        for p in 0..P {
+            let mut sum = acc[0][p];
+            for s in 1..S {
+                sum = _mm256_add_ps(sum, acc[s][p]);
+            }
+            unsafe { _mm256_storeu_ps(out[0][p].as_mut_ptr(), sum) };
         }
         store(job, &out);
     }
@@ -374,23 +503,27 @@ mod tests {
             let weight = uniform(inputs * outputs, &mut rng);
             let bias = uniform(outputs, &mut rng);
             let x = uniform(rows * inputs, &mut rng);
-            let layer = Dense::new(inputs, outputs, &weight, bias.clone()).expect("sizes agree");
-            for isa in builds {
-                let mut y = vec![f32::NAN; rows * outputs];
-                layer.forward(isa, &x, &mut y, rows);
-                for r in 0..rows {
-                    for o in 0..outputs {
-                        let expected = f64::from(bias[o])
-                            + (0..inputs)
-                                .map(|j| {
-                                    f64::from(weight[o * inputs + j]) * f64::from(x[r * inputs + j])
-                                })
-                                .sum::<f64>();
-                        let got = f64::from(y[r * outputs + o]);
-                        assert!(
-                            (got - expected).abs() < 1e-5,
-                            "{isa:?} {inputs}x{outputs} row {r}: {got} vs {expected}"
-                        );
+            for packing in [Packing::OneRow, Packing::Batch] {
+                let layer = Dense::new(inputs, outputs, &weight, bias.clone(), packing)
+                    .expect("sizes agree");
+                for isa in builds {
+                    let mut y = vec![f32::NAN; rows * outputs];
+                    layer.forward(isa, &x, &mut y, rows);
+                    for r in 0..rows {
+                        for o in 0..outputs {
+                            let expected = f64::from(bias[o])
+                                + (0..inputs)
+                                    .map(|j| {
+                                        f64::from(weight[o * inputs + j])
+                                            * f64::from(x[r * inputs + j])
+                                    })
+                                    .sum::<f64>();
+                            let got = f64::from(y[r * outputs + o]);
+                            assert!(
+                                (got - expected).abs() < 1e-5,
+                                "{isa:?} {packing:?} {inputs}x{outputs} row {r}: {got} vs {expected}"
+                            );
+                        }
                     }
                 }
             }
@@ -399,10 +532,11 @@ mod tests {
 
     #[test]
     fn mismatched_sizes_are_refused_and_short_buffers_do_not_panic() {
-        assert!(Dense::new(3, 2, &[0.0; 5], vec![0.0; 2]).is_none());
-        assert!(Dense::new(3, 2, &[0.0; 6], vec![0.0; 3]).is_none());
-        assert!(Dense::from_columns(3, 2, &[0.0; 6], 2, 2, vec![0.0; 2]).is_none());
-        let layer = Dense::new(3, 2, &[1.0; 6], vec![0.5; 2]).expect("sizes agree");
+        let packing = Packing::OneRow;
+        assert!(Dense::new(3, 2, &[0.0; 5], vec![0.0; 2], packing).is_none());
+        assert!(Dense::new(3, 2, &[0.0; 6], vec![0.0; 3], packing).is_none());
+        assert!(Dense::from_columns(3, 2, &[0.0; 6], 2, 2, vec![0.0; 2], packing).is_none());
+        let layer = Dense::new(3, 2, &[1.0; 6], vec![0.5; 2], packing).expect("sizes agree");
         let mut y = [0.0; 3];
         layer.forward(Isa::detect(), &[1.0; 4], &mut y, 5);
         assert_eq!(y, [3.5, 3.5, 0.0]);

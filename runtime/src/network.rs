@@ -9,7 +9,7 @@
 
 use crate::error::LoadError;
 use crate::format::{CRITIC_PREFIX, NETWORK_PREFIX, TIME_EMBEDDING_DIM};
-use crate::kernels::{Dense, Isa};
+use crate::kernels::{Dense, Isa, Packing};
 use crate::load::Artifact;
 use crate::mish::{MishPart, mish_in_place_with_isa};
 
@@ -100,6 +100,7 @@ fn mlp_layers(
     hidden: &[usize],
     inputs: usize,
     outputs: usize,
+    packing: Packing,
 ) -> Result<(Vec<f32>, Vec<f32>, MlpTail), LoadError> {
     let first_weight = artifact
         .tensor(&format!("{prefix}.hidden.0.weight"))
@@ -116,10 +117,36 @@ fn mlp_layers(
         };
         let weight = artifact.tensor(&format!("{name}.weight"));
         let bias = artifact.tensor(&format!("{name}.bias")).to_vec();
-        layers.push(dense(Dense::new(previous, width, weight, bias), &name)?);
+        layers.push(dense(
+            Dense::new(previous, width, weight, bias, packing),
+            &name,
+        )?);
         previous = width;
     }
     Ok((first_weight, first_bias, MlpTail { layers }))
+}
+
+/// The columns `columns` of the first layer `name` (row-major `weight` of `inputs` columns and
+/// `bias.len()` rows) as a layer with `bias`.
+fn first_layer_columns(
+    weight: &[f32],
+    inputs: usize,
+    columns: std::ops::Range<usize>,
+    bias: Vec<f32>,
+    packing: Packing,
+    name: &str,
+) -> Result<Dense, LoadError> {
+    let width = bias.len();
+    let layer = Dense::from_columns(
+        inputs,
+        width,
+        weight,
+        columns.start,
+        columns.len(),
+        bias,
+        packing,
+    );
+    dense(layer, name)
 }
 
 /// The layer, or an error naming it (only reachable if a shape check was missed).
@@ -132,21 +159,36 @@ fn dense(layer: Option<Dense>, name: &str) -> Result<Dense, LoadError> {
 }
 
 impl NoiseNet {
-    pub(crate) fn new(artifact: &Artifact) -> Result<Self, LoadError> {
+    /// The network of `artifact`, its layers packed for calls of `packing`'s rows.
+    pub(crate) fn new(artifact: &Artifact, packing: Packing) -> Result<Self, LoadError> {
         let m = &artifact.metadata;
         let (obs_dim, act_dim) = (m.obs_dim, m.act_dim);
         let inputs = obs_dim + act_dim + TIME_EMBEDDING_DIM;
         let prefix = format!("{NETWORK_PREFIX}.mlp");
-        let (weight, bias, tail) =
-            mlp_layers(artifact, &prefix, &m.network.hidden, inputs, act_dim)?;
+        let (weight, bias, tail) = mlp_layers(
+            artifact,
+            &prefix,
+            &m.network.hidden,
+            inputs,
+            act_dim,
+            packing,
+        )?;
         let width = bias.len();
         let first = format!("{prefix}.hidden.0");
-        let obs_part = dense(
-            Dense::from_columns(inputs, width, &weight, 0, obs_dim, vec![0.0; width]),
+        let obs_part = first_layer_columns(
+            &weight,
+            inputs,
+            0..obs_dim,
+            vec![0.0; width],
+            packing,
             &first,
         )?;
-        let x_part = dense(
-            Dense::from_columns(inputs, width, &weight, obs_dim, act_dim, vec![0.0; width]),
+        let x_part = first_layer_columns(
+            &weight,
+            inputs,
+            obs_dim..obs_dim + act_dim,
+            vec![0.0; width],
+            packing,
             &first,
         )?;
         let time_branch = TimeBranch::new(artifact);
@@ -183,23 +225,27 @@ impl NoiseNet {
 }
 
 impl Critic {
+    /// The critic `name` of `artifact`, packed for batches (it scores all candidates at once).
     pub(crate) fn new(artifact: &Artifact, name: &str) -> Result<Self, LoadError> {
+        let packing = Packing::Batch;
         let m = &artifact.metadata;
         let (obs_dim, act_dim) = (m.obs_dim, m.act_dim);
         let inputs = obs_dim + act_dim;
         let prefix = format!("{CRITIC_PREFIX}.{name}");
-        let (weight, bias, tail) = mlp_layers(artifact, &prefix, &m.network.hidden, inputs, 1)?;
+        let (weight, bias, tail) =
+            mlp_layers(artifact, &prefix, &m.network.hidden, inputs, 1, packing)?;
         let width = bias.len();
         let first = format!("{prefix}.hidden.0");
         Ok(Self {
-            obs_part: dense(
-                Dense::from_columns(inputs, width, &weight, 0, obs_dim, bias),
+            action_part: first_layer_columns(
+                &weight,
+                inputs,
+                obs_dim..obs_dim + act_dim,
+                vec![0.0; width],
+                packing,
                 &first,
             )?,
-            action_part: dense(
-                Dense::from_columns(inputs, width, &weight, obs_dim, act_dim, vec![0.0; width]),
-                &first,
-            )?,
+            obs_part: first_layer_columns(&weight, inputs, 0..obs_dim, bias, packing, &first)?,
             tail,
         })
     }

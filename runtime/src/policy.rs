@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::error::{ActError, LoadError};
 use crate::format::{Metadata, SamplerKind};
-use crate::kernels::Isa;
+use crate::kernels::{Isa, Packing};
 use crate::load;
 use crate::network::{Critic, NoiseNet, prefix_mut};
 use crate::rng::NoiseRng;
@@ -84,7 +84,13 @@ impl Policy {
         let artifact = load::parse(bytes)?;
         let steps = step_constants(&artifact.metadata.sampler)
             .map_err(|step| LoadError::NonFiniteStepConstant { step })?;
-        let net = NoiseNet::new(&artifact)?;
+        // The student's chain and a single candidate run one row per call, the teacher's
+        // candidates a batch.
+        let packing = match artifact.metadata.sampler.kind {
+            SamplerKind::DdpmBestOfN if artifact.metadata.sampler.candidates > 1 => Packing::Batch,
+            _ => Packing::OneRow,
+        };
+        let net = NoiseNet::new(&artifact, packing)?;
         let critics = match artifact.metadata.sampler.kind {
             SamplerKind::DdpmBestOfN => {
                 Some([Critic::new(&artifact, "q1")?, Critic::new(&artifact, "q2")?])

@@ -547,6 +547,11 @@ mod runtime {
         /// Seed of the observations and noise fed to the policies.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Rounds per policy: each round times a block of every engine in turn (runtime, tract,
+        /// candle), so that all three see the same stretch of a shared machine; percentiles pool
+        /// the rounds.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     }
 
     /// Latency percentiles of one engine on one policy, in microseconds.
@@ -554,6 +559,8 @@ mod runtime {
         p50: f64,
         p99: f64,
         max: f64,
+        /// The p50 of each round, in round order.
+        round_p50: Vec<f64>,
     }
 
     impl std::fmt::Display for Latency {
@@ -562,27 +569,62 @@ mod runtime {
         }
     }
 
-    /// Times `calls` calls of `act(i)` one by one (after `calls / 10` untimed ones).
-    fn time_calls(
-        calls: usize,
-        mut act: impl FnMut(usize) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Latency> {
-        for i in 0..calls / 10 {
-            act(i)?;
+    /// Per-call latencies of one engine, in microseconds, gathered over rounds.
+    #[derive(Default)]
+    struct Samples {
+        micros: Vec<f64>,
+        /// The p50 of each round.
+        round_p50: Vec<f64>,
+    }
+
+    impl Samples {
+        /// Times `calls` calls of `act(i)` one by one, after `calls / 10` untimed ones (which
+        /// bring the engine's weights back into the caches after the other engines ran).
+        fn time_block(
+            &mut self,
+            calls: usize,
+            mut act: impl FnMut(usize) -> anyhow::Result<()>,
+        ) -> anyhow::Result<()> {
+            for i in 0..calls.div_ceil(10) {
+                act(i)?;
+            }
+            let mut block = Vec::with_capacity(calls);
+            for i in 0..calls {
+                let started = Instant::now();
+                act(i)?;
+                block.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+            block.sort_by(f64::total_cmp);
+            self.round_p50.push(percentile(&block, 0.5));
+            self.micros.extend(block);
+            Ok(())
         }
-        let mut micros = Vec::with_capacity(calls);
-        for i in 0..calls {
-            let started = Instant::now();
-            act(i)?;
-            micros.push(started.elapsed().as_secs_f64() * 1e6);
+
+        fn latency(mut self) -> Latency {
+            self.micros.sort_by(f64::total_cmp);
+            Latency {
+                p50: percentile(&self.micros, 0.5),
+                p99: percentile(&self.micros, 0.99),
+                max: percentile(&self.micros, 1.0),
+                round_p50: self.round_p50,
+            }
         }
-        micros.sort_by(f64::total_cmp);
-        let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
-        Ok(Latency {
-            p50: at(0.5),
-            p99: at(0.99),
-            max: at(1.0),
-        })
+    }
+
+    /// The `q` quantile of sorted, non-empty `sorted` (nearest rank).
+    fn percentile(sorted: &[f64], q: f64) -> f64 {
+        sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+    }
+
+    /// The smallest and largest ratio of `over`'s round p50 to `under`'s in the same round.
+    fn round_ratio_range(over: &Latency, under: &Latency) -> (f64, f64) {
+        over.round_p50
+            .iter()
+            .zip(&under.round_p50)
+            .map(|(o, u)| o / u)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(r), hi.max(r))
+            })
     }
 
     /// Multiply-adds of an MLP's layers after `skipped` of the first layer's inputs, times 2.
@@ -625,6 +667,7 @@ mod runtime {
         name: String,
         policy: &CandlePolicy,
         calls: usize,
+        rounds: usize,
         seed: u64,
     ) -> anyhow::Result<Row> {
         let m = policy.metadata().clone();
@@ -647,24 +690,32 @@ mod runtime {
             )
         };
         let mut action = vec![0.0f32; m.act_dim];
-        eprintln!("timing {name}: runtime ...");
-        let runtime_latency = time_calls(calls, |i| {
-            let (o, z) = row(i);
-            Ok(runtime.act(o, z, &mut action)?)
-        })?;
-        eprintln!("timing {name}: tract ...");
-        let tract_latency = time_calls(calls, |i| {
-            let (o, z) = row(i);
-            Ok(tract.act(o, z, &mut action)?)
-        })?;
-        eprintln!("timing {name}: candle ...");
-        let candle_latency = time_calls(calls, |i| {
-            let (o, z) = row(i);
-            let o = Tensor::from_slice(o, (1, m.obs_dim), &Device::Cpu)?;
-            let z = Tensor::from_slice(z, (1, m.n_noise, m.act_dim), &Device::Cpu)?;
-            policy.act(&o, &z)?.to_vec2::<f32>()?;
-            Ok(())
-        })?;
+        let (mut runtime_samples, mut tract_samples, mut candle_samples) =
+            (Samples::default(), Samples::default(), Samples::default());
+        let block = calls.div_ceil(rounds);
+        for round in 1..=rounds {
+            eprintln!("timing {name}: round {round} of {rounds}");
+            runtime_samples.time_block(block, |i| {
+                let (o, z) = row(i);
+                Ok(runtime.act(o, z, &mut action)?)
+            })?;
+            tract_samples.time_block(block, |i| {
+                let (o, z) = row(i);
+                Ok(tract.act(o, z, &mut action)?)
+            })?;
+            candle_samples.time_block(block, |i| {
+                let (o, z) = row(i);
+                let o = Tensor::from_slice(o, (1, m.obs_dim), &Device::Cpu)?;
+                let z = Tensor::from_slice(z, (1, m.n_noise, m.act_dim), &Device::Cpu)?;
+                policy.act(&o, &z)?.to_vec2::<f32>()?;
+                Ok(())
+            })?;
+        }
+        let (runtime_latency, tract_latency, candle_latency) = (
+            runtime_samples.latency(),
+            tract_samples.latency(),
+            candle_samples.latency(),
+        );
         Ok(Row {
             name,
             metadata: m,
@@ -678,6 +729,10 @@ mod runtime {
         anyhow::ensure!(
             args.calls >= 10 && args.teacher_calls >= 10,
             "--calls and --teacher-calls must be at least 10"
+        );
+        anyhow::ensure!(
+            (1..=args.teacher_calls).contains(&args.rounds),
+            "--rounds must be between 1 and --teacher-calls"
         );
         let teacher = export::teacher(&args.run)?;
         let mut missing = Vec::new();
@@ -699,6 +754,7 @@ mod runtime {
                     format!("student K = {k}"),
                     &student,
                     args.calls,
+                    args.rounds,
                     args.seed,
                 )?);
             }
@@ -712,6 +768,7 @@ mod runtime {
                 name,
                 &teacher.policy,
                 args.teacher_calls,
+                args.rounds,
                 args.seed,
             )?);
             Ok(rows)
@@ -722,7 +779,9 @@ mod runtime {
             "One action at batch 1 on one thread, {} policies of {} (obs {}, action {}, hidden {:?}); \
              runtime: sdac-runtime `Policy::act` (AVX2+FMA kernels: {}); tract: `OnnxPolicy::act` on \
              the exported ONNX graph; candle: `CandlePolicy::act` (tensor ops). Latency in us as \
-             p50 / p99 / max over {} calls per student and {} per teacher.\n",
+             p50 / p99 / max over {} calls per student and {} per teacher, timed in {} rounds \
+             that take the engines in turn; ratios of the pooled p50s, and in brackets the \
+             lowest and highest ratio of one round's p50s.\n",
             rows.len(),
             args.run.display(),
             m.obs_dim,
@@ -730,7 +789,8 @@ mod runtime {
             m.network.hidden,
             Policy::from_bytes(&sdac_models::policy_bytes(&teacher.policy)?)?.uses_avx2_fma(),
             args.calls,
-            args.teacher_calls
+            args.teacher_calls,
+            args.rounds
         );
         println!(
             "| policy | FLOP floor / action | runtime (us) | tract (us) | candle (us) | runtime GFLOP/s at p50 | tract / runtime (p50) | candle / runtime (p50) |"
@@ -738,8 +798,10 @@ mod runtime {
         println!("|---|---|---|---|---|---|---|---|");
         for row in &rows {
             let flops = flop_floor(&row.metadata);
+            let (tract_lo, tract_hi) = round_ratio_range(&row.tract, &row.runtime);
+            let (candle_lo, candle_hi) = round_ratio_range(&row.candle, &row.runtime);
             println!(
-                "| {} | {:.3} M | {} | {} | {} | {:.1} | {:.1}x | {:.1}x |",
+                "| {} | {:.3} M | {} | {} | {} | {:.1} | {:.1}x ({:.1}-{:.1}) | {:.1}x ({:.1}-{:.1}) |",
                 row.name,
                 flops / 1e6,
                 row.runtime,
@@ -747,7 +809,11 @@ mod runtime {
                 row.candle,
                 flops / (row.runtime.p50 * 1e3),
                 row.tract.p50 / row.runtime.p50,
+                tract_lo,
+                tract_hi,
                 row.candle.p50 / row.runtime.p50,
+                candle_lo,
+                candle_hi,
             );
         }
         for line in missing {

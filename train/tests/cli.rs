@@ -268,3 +268,66 @@ fn compare_refuses_runs_it_cannot_compare() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("missing"), "{}", stderr(&output));
 }
+
+#[test]
+fn bench_runtime_times_every_engine_in_rounds_and_refuses_bad_counts() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/policies/InvertedPendulum-v5-sdac-seed0")
+        .display()
+        .to_string();
+    let args = |rounds: &str| {
+        [
+            "bench",
+            "runtime",
+            "--run",
+            &fixture,
+            "--student",
+            "1",
+            "--student",
+            "4",
+            "--calls",
+            "40",
+            "--teacher-calls",
+            "10",
+            "--rounds",
+            rounds,
+        ]
+        .map(String::from)
+    };
+    let output = run(&args("2"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("timed in 2 rounds"), "{stdout}");
+    for name in ["| student K = 1 |", "| teacher (20 steps, best of 8) |"] {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name} in {stdout}"));
+        // Two ratio cells, each `R.Rx (LO-HI)` with LO <= R <= HI up to the rounding.
+        let ratios: Vec<&str> = row.split('|').filter(|cell| cell.contains("x (")).collect();
+        assert_eq!(ratios.len(), 2, "{row}");
+        for cell in ratios {
+            let numbers: Vec<f64> = cell
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            let [ratio, lo, hi] = numbers[..] else {
+                panic!("{cell}")
+            };
+            assert!(
+                ratio > 0.0 && lo <= ratio + 0.05 && ratio <= hi + 0.05,
+                "{cell}"
+            );
+        }
+    }
+    assert!(stdout.contains("K = 4: not measured"), "{stdout}");
+
+    for (bad, message) in [
+        ("0", "--rounds must be between"),
+        ("11", "--rounds must be between"),
+    ] {
+        let output = run(&args(bad));
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+    }
+}
