@@ -12,6 +12,7 @@ pub mod peer;
 pub mod policy;
 pub mod qos;
 pub mod record;
+pub mod timer;
 
 pub use msg::{
     CDR_LE_HEADER, CdrError, DiagnosticArray, DiagnosticStatus, Float64MultiArray, Header,

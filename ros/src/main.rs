@@ -12,7 +12,7 @@ use sdac_ros::clock;
 use sdac_ros::control::{ControlConfig, Controller, LoopConfig, SafeAction};
 use sdac_ros::node::{DdsEndpoints, NodeConfig, ObservationInput};
 use sdac_ros::policy::RuntimePolicy;
-use sdac_ros::{bench, dds};
+use sdac_ros::{bench, dds, timer};
 
 const AFTER_HELP: &str = "\
 Topics (ROS 2 names; DDS topics rt/<name>):
@@ -63,6 +63,10 @@ enum Command {
     /// publishes stamped observations at the same rate (echoing the last command into them) and
     /// measures observation-to-command latency; prints a table.
     Bench(bench::BenchArgs),
+    /// Check this machine before trusting it with a control loop: one SCHED_FIFO thread per CPU
+    /// sleeps to absolute deadlines at `--rate` for `--seconds` (as cyclictest does); prints,
+    /// per CPU, the periods a control loop would have missed and how late the wake-ups were.
+    Timer(timer::TimerArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Timer(args)) => timer::run(args),
         None => run_node(cli.node),
     };
     match result {

@@ -1,6 +1,7 @@
 //! The node's timing options as a separate process over real DDS: pinned threads (`--cpu`,
 //! `--dds-cpu`) and the busy-wait before deadlines (`--spin-us`) keep the rate and answer
-//! observations; a CPU the process may not use is refused at start.
+//! observations; a CPU the process may not use is refused at start. And `sdac-node timer`, the
+//! machine check: one probe per CPU, every wake-up accounted for, bad arguments refused.
 
 mod common;
 
@@ -114,5 +115,53 @@ fn a_cpu_the_process_may_not_use_is_refused_at_start() {
             stderr.contains(option) && stderr.contains("not one this process may run on"),
             "{option}: {stderr}"
         );
+    }
+}
+
+#[test]
+fn timer_probe_reports_every_cpu_and_refuses_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("timer.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sdac-node"))
+        .args(["timer", "--rate", "1000", "--seconds", "0.3", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: sdac_ros::timer::TimerReport =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cpus: Vec<usize> = report.cpus.iter().map(|c| c.cpu).collect();
+    assert_eq!(cpus, clock::allowed_cpus().unwrap());
+    for cpu in &report.cpus {
+        assert_eq!(cpu.wakeups, 300, "{cpu:?}");
+        assert!(
+            cpu.late_p50_us <= cpu.late_p99_us && cpu.late_p99_us <= cpu.late_max_us,
+            "{cpu:?}"
+        );
+        // Missed periods are exactly the wake-ups a whole period late or more.
+        assert!(
+            (cpu.late_max_us >= 1000.0) == (cpu.missed_periods > 0),
+            "{cpu:?}"
+        );
+    }
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(table.lines().count(), 2 + report.cpus.len(), "{table}");
+
+    for (arg, message) in [
+        ("--rate=0", "--rate must be"),
+        ("--seconds=-1", "--seconds must be"),
+        ("--seconds=NaN", "--seconds must be"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sdac-node"))
+            .args(["timer", arg])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{stderr}");
     }
 }

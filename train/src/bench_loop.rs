@@ -3,7 +3,9 @@
 //! observation-to-command latency (observation published -> the command answering it received,
 //! on the bridge's monotonic clock), its step overruns, the node's deadline misses (from its
 //! `/diagnostics`, which the bridge keeps) and the CPU time of both processes (from
-//! `/proc/<pid>/stat`, sampled every 50 ms while they run).
+//! `/proc/<pid>/stat`, sampled every 50 ms while they run). Before the loop, `sdac-node timer`
+//! probes the machine itself (one `SCHED_FIFO` timer thread per CPU at the same rate): the
+//! periods it misses are the floor no control loop on this machine can go below.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,6 +36,9 @@ pub struct LoopBenchArgs {
     /// Pin the bridge's threads to this CPU (its `--cpu`).
     #[arg(long)]
     bridge_cpu: Option<usize>,
+    /// Seconds of `sdac-node timer` before the loop (0: no probe).
+    #[arg(long, default_value_t = 10)]
+    probe_seconds: u64,
     /// Arguments passed on to `sdac-node` (after `--`, e.g. `-- --cpu 1 --dds-cpu 1`).
     #[arg(last = true)]
     node_args: Vec<String>,
@@ -66,6 +71,9 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("sdac-bench-loop-{}.json", std::process::id()));
     let rate = args.rate.to_string();
     let seed = args.seed.to_string();
+    let probe = (args.probe_seconds > 0)
+        .then(|| probe_timer(&node, &rate, args.probe_seconds))
+        .transpose()?;
 
     let mut node_process = KillOnDrop(
         Command::new(&node)
@@ -125,8 +133,62 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
     let report: BridgeReport = read_json(&report_path)?;
     // Best effort: a leftover file in the temporary folder is harmless.
     let _ = std::fs::remove_file(&report_path);
-    print_table(args, &report, elapsed, node_cpu, bridge_cpu);
+    print_table(
+        args,
+        &report,
+        elapsed,
+        node_cpu,
+        bridge_cpu,
+        probe.as_deref(),
+    );
     Ok(())
+}
+
+/// What `sdac-node timer` saw on one CPU.
+struct CpuProbe {
+    cpu: u64,
+    missed_periods: u64,
+    late_p99_us: f64,
+    late_max_us: f64,
+}
+
+/// Runs `sdac-node timer` at `rate` for `seconds` and reads its per-CPU results.
+fn probe_timer(node: &Path, rate: &str, seconds: u64) -> anyhow::Result<Vec<CpuProbe>> {
+    let json_path =
+        std::env::temp_dir().join(format!("sdac-bench-timer-{}.json", std::process::id()));
+    eprintln!("bench loop: probing the machine's timer for {seconds} s (sdac-node timer)");
+    let status = Command::new(node)
+        .args(["timer", "--rate", rate, "--seconds", &seconds.to_string()])
+        .arg("--json")
+        .arg(&json_path)
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("starting {} timer", node.display()))?;
+    if !status.success() {
+        bail!("sdac-node timer failed ({status})");
+    }
+    let report: serde_json::Value = read_json(&json_path)?;
+    // Best effort: a leftover file in the temporary folder is harmless.
+    let _ = std::fs::remove_file(&json_path);
+    let field = |cpu: &serde_json::Value, key: &str| {
+        cpu.get(key)
+            .and_then(serde_json::Value::as_f64)
+            .with_context(|| format!("sdac-node timer's report has no number `{key}`"))
+    };
+    report
+        .get("cpus")
+        .and_then(serde_json::Value::as_array)
+        .context("sdac-node timer's report has no `cpus`")?
+        .iter()
+        .map(|cpu| {
+            Ok(CpuProbe {
+                cpu: field(cpu, "cpu")? as u64,
+                missed_periods: field(cpu, "missed_periods")? as u64,
+                late_p99_us: field(cpu, "late_p99_us")?,
+                late_max_us: field(cpu, "late_max_us")?,
+            })
+        })
+        .collect()
 }
 
 fn print_table(
@@ -135,6 +197,7 @@ fn print_table(
     elapsed: Duration,
     node_cpu: Duration,
     bridge_cpu: Duration,
+    probe: Option<&[CpuProbe]>,
 ) {
     let latency = &report.command_latency;
     let diagnostic = |key: &str| {
@@ -145,6 +208,14 @@ fn print_table(
             .unwrap_or_else(|| "not reported".to_owned())
     };
     let share = |cpu: Duration| format!("{:.0}", 100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64());
+    let per_cpu = |value: &dyn Fn(&CpuProbe) -> String| {
+        probe.map_or("not probed".to_owned(), |cpus| {
+            cpus.iter()
+                .map(|cpu| format!("CPU {}: {}", cpu.cpu, value(cpu)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
     let rows = [
         ("task", args.env.clone()),
         ("rate (Hz)", format!("{}", args.rate)),
@@ -170,6 +241,18 @@ fn print_table(
         ),
         ("bridge step overruns", report.step_overruns.to_string()),
         ("node deadline misses", diagnostic("deadline_misses_total")),
+        (
+            "timer probe before the loop (s)",
+            args.probe_seconds.to_string(),
+        ),
+        (
+            "timer probe missed periods",
+            per_cpu(&|cpu| cpu.missed_periods.to_string()),
+        ),
+        (
+            "timer probe late p99 / max (us)",
+            per_cpu(&|cpu| format!("{:.0} / {:.0}", cpu.late_p99_us, cpu.late_max_us)),
+        ),
         ("node compute p99 (us)", diagnostic("compute_p99_us")),
         ("node CPU (% of one core)", share(node_cpu)),
         ("bridge CPU (% of one core)", share(bridge_cpu)),
