@@ -132,6 +132,23 @@ impl CandlePolicy {
         &self.metadata
     }
 
+    /// The same policy with every tensor rounded to the nearest half-precision value (still
+    /// stored as f32): an artifact the runtime keeps in half the bytes, losslessly. A value
+    /// beyond half precision's range is an error (it would become infinite).
+    pub fn with_half_precision_weights(&self) -> Result<Self, PolicyError> {
+        let rounded = self
+            .tensors
+            .iter()
+            .map(|(name, tensor)| {
+                Ok((
+                    name.clone(),
+                    tensor.to_dtype(DType::F16)?.to_dtype(DType::F32)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, candle_core::Error>>()?;
+        Self::new(self.metadata.clone(), rounded, self.obs_mean.device())
+    }
+
     /// Every tensor of the artifact by name.
     pub fn tensors(&self) -> &BTreeMap<String, Tensor> {
         &self.tensors

@@ -1,6 +1,11 @@
 //! Dense layers `y = W x + b` on f32 slices for a few rows at a time, with weights packed once at
 //! load. One generic kernel, compiled twice: for the baseline target and, picked at load where
-//! the CPU has them, for AVX2 with fused multiply-adds.
+//! the CPU has them, for AVX2 with fused multiply-adds (and F16C).
+//!
+//! Weights are stored as f32, or in half precision where every weight of the layer is exactly a
+//! half-precision value (an artifact written with rounded weights, `sdac distill --weights
+//! f16`): the same values in half the bytes, widened back to f32 exactly as they are loaded.
+//! A one-row layer streams its weights from L2, so half the bytes is most of the time saved.
 //!
 //! Packing: the outputs are cut into panels of [`LANES`] (the last one zero-padded), and the
 //! panels into groups (the last group may have fewer, see [`Packing`]). A group stores its
@@ -9,6 +14,8 @@
 //! of accumulators in registers and, for each input, loads `PANELS` adjacent weight vectors and
 //! broadcasts one input per row. Each call takes a whole group, so it reads its weights as one
 //! sequential stream.
+
+use crate::half::F16;
 
 /// Values per weight vector (one AVX register of f32).
 pub(crate) const LANES: usize = 8;
@@ -37,7 +44,7 @@ impl Packing {
 /// The instruction set the kernels run with, decided once (at load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Isa {
-    /// Only true where the CPU was found to have AVX2 and FMA.
+    /// Only true where the CPU was found to have AVX2, FMA and F16C.
     avx2_fma: bool,
 }
 
@@ -45,7 +52,9 @@ impl Isa {
     /// The best the running CPU supports.
     pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx2_fma = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2_fma = false;
         Self { avx2_fma }
@@ -63,7 +72,7 @@ pub(crate) struct Dense {
     inputs: usize,
     outputs: usize,
     /// `panels * inputs * LANES` values in groups, see the module documentation.
-    packed: Vec<f32>,
+    packed: Packed,
     packing: Packing,
     bias: Vec<f32>,
 }
@@ -93,6 +102,10 @@ impl Dense {
                     + lane] = w;
             }
         }
+        let packed = match packed.iter().map(|&w| F16::exact(w)).collect() {
+            Some(halves) => Packed::F16(halves),
+            None => Packed::F32(packed),
+        };
         Some(Self {
             inputs,
             outputs,
@@ -100,6 +113,11 @@ impl Dense {
             packing,
             bias,
         })
+    }
+
+    /// Whether the weights are stored in half precision.
+    pub(crate) fn is_half(&self) -> bool {
+        matches!(self.packed, Packed::F16(_))
     }
 
     /// The columns `first..first + count` of `weight` (`[outputs, inputs]`) as a layer with
@@ -148,21 +166,84 @@ impl Dense {
         rows: usize,
         bias: &[f32],
     ) {
+        let io = Io { x, y, rows, bias };
         #[cfg(target_arch = "x86_64")]
         if isa.avx2_fma {
-            // SAFETY: `isa.avx2_fma` is only true where the CPU has AVX2 and FMA.
-            unsafe { forward_avx2_fma(self, x, y, rows, bias) };
+            // SAFETY: `isa.avx2_fma` is only true where the CPU has AVX2, FMA and F16C.
+            unsafe {
+                match &self.packed {
+                    Packed::F32(weights) => forward_avx2_fma(self, weights, io),
+                    Packed::F16(weights) => forward_avx2_fma(self, weights, io),
+                }
+            };
             return;
         }
         let _ = isa;
-        forward_generic::<false>(self, x, y, rows, bias);
+        match &self.packed {
+            Packed::F32(weights) => forward_generic::<false, _>(self, weights, io),
+            Packed::F16(weights) => forward_generic::<false, _>(self, weights, io),
+        }
     }
 }
 
+/// A layer's packed weights, in one of the two storage types.
+#[derive(Debug, Clone)]
+enum Packed {
+    F32(Vec<f32>),
+    F16(Vec<F16>),
+}
+
+/// A stored weight.
+trait Weight: Copy {
+    fn to_f32(self) -> f32;
+
+    /// `LANES` weights from `ptr` as f32.
+    ///
+    /// # Safety
+    /// `ptr` must point to `LANES` readable values, and the CPU must have AVX2 and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load_lanes(ptr: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl Weight for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_lanes(ptr: *const Self) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(ptr) }
+    }
+}
+
+impl Weight for F16 {
+    fn to_f32(self) -> f32 {
+        F16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_lanes(ptr: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm256_cvtph_ps};
+        // SAFETY: the caller's contract; `F16` is a transparent u16, 8 of them are 128 bits.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(ptr.cast())) }
+    }
+}
+
+/// The activations of one call: `rows` rows of `x` in, of `y` out, and the bias.
+struct Io<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+    rows: usize,
+    bias: &'a [f32],
+}
+
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn forward_avx2_fma(layer: &Dense, x: &[f32], y: &mut [f32], rows: usize, bias: &[f32]) {
-    forward_generic::<true>(layer, x, y, rows, bias);
+#[target_feature(enable = "avx2,fma,f16c")]
+fn forward_avx2_fma<W: Weight>(layer: &Dense, weights: &[W], io: Io) {
+    forward_generic::<true, W>(layer, weights, io);
 }
 
 /// Rows per micro-kernel call in batched layers, and panels per call in each case.
@@ -194,13 +275,8 @@ impl Group {
 }
 
 #[inline(always)]
-fn forward_generic<const FMA: bool>(
-    layer: &Dense,
-    x: &[f32],
-    y: &mut [f32],
-    rows: usize,
-    bias: &[f32],
-) {
+fn forward_generic<const FMA: bool, W: Weight>(layer: &Dense, weights: &[W], io: Io) {
+    let Io { x, y, rows, bias } = io;
     let (inputs, outputs) = (layer.inputs, layer.outputs);
     let rows = rows
         .min(x.len() / inputs.max(1))
@@ -217,7 +293,11 @@ fn forward_generic<const FMA: bool>(
     for first_panel in (0..panels).step_by(layer.packing.group_panels()) {
         let group = Group::of(first_panel, panels, layer.packing);
         let group_start = group.first_panel * inputs * LANES;
-        let group_weights = &layer.packed[group_start..group_start + group.panels * inputs * LANES];
+        let Some(group_weights) =
+            weights.get(group_start..group_start + group.panels * inputs * LANES)
+        else {
+            return;
+        };
         let mut within = 0;
         while within < group.panels {
             let count = panels_per_call.min(group.panels - within);
@@ -234,7 +314,7 @@ fn forward_generic<const FMA: bool>(
                     x: &x[row * inputs..(row + row_count) * inputs],
                     y: &mut y[row * outputs..(row + row_count) * outputs],
                 };
-                dispatch::<FMA>(job, row_count, count);
+                dispatch::<FMA, W>(job, row_count, count);
                 row += row_count;
             }
             within += count;
@@ -243,10 +323,10 @@ fn forward_generic<const FMA: bool>(
 }
 
 /// One micro-kernel call: some panels (`weights`) against some rows (`x`, `y`).
-struct Job<'a> {
+struct Job<'a, W> {
     /// From the call's first weight vector at input 0 to the end of its group: panel `p`'s
     /// vector at input `j` starts at `j * stride + p * LANES`.
-    weights: &'a [f32],
+    weights: &'a [W],
     /// Values from one input to the next in `weights`.
     stride: usize,
     inputs: usize,
@@ -260,38 +340,38 @@ struct Job<'a> {
 /// Calls the micro-kernel for `rows` (1 ..= `BATCH_ROWS`) and `panels` (1 ..= 8 for one row,
 /// 1 ..= `BATCH_PANELS` for more).
 #[inline(always)]
-fn dispatch<const FMA: bool>(job: Job, rows: usize, panels: usize) {
+fn dispatch<const FMA: bool, W: Weight>(job: Job<W>, rows: usize, panels: usize) {
     match (rows, panels) {
-        (1, 1) => one_row::<FMA, 1, 4>(job),
-        (1, 2) => one_row::<FMA, 2, 4>(job),
-        (1, 3) => one_row::<FMA, 3, 4>(job),
-        (1, 4) => one_row::<FMA, 4, 2>(job),
-        (1, 5) => one_row::<FMA, 5, 2>(job),
-        (1, 6) => one_row::<FMA, 6, 2>(job),
-        (1, 7) => one_row::<FMA, 7, 2>(job),
-        (1, _) => micro::<FMA, 1, 8>(job),
-        (2, 1) => micro::<FMA, 2, 1>(job),
-        (2, 2) => micro::<FMA, 2, 2>(job),
-        (2, 3) => micro::<FMA, 2, 3>(job),
-        (2, _) => micro::<FMA, 2, 4>(job),
-        (_, 1) => micro::<FMA, 3, 1>(job),
-        (_, 2) => micro::<FMA, 3, 2>(job),
-        (_, 3) => micro::<FMA, 3, 3>(job),
-        (_, _) => micro::<FMA, 3, 4>(job),
+        (1, 1) => one_row::<FMA, W, 1, 4>(job),
+        (1, 2) => one_row::<FMA, W, 2, 4>(job),
+        (1, 3) => one_row::<FMA, W, 3, 4>(job),
+        (1, 4) => one_row::<FMA, W, 4, 2>(job),
+        (1, 5) => one_row::<FMA, W, 5, 2>(job),
+        (1, 6) => one_row::<FMA, W, 6, 2>(job),
+        (1, 7) => one_row::<FMA, W, 7, 2>(job),
+        (1, _) => micro::<FMA, W, 1, 8>(job),
+        (2, 1) => micro::<FMA, W, 2, 1>(job),
+        (2, 2) => micro::<FMA, W, 2, 2>(job),
+        (2, 3) => micro::<FMA, W, 2, 3>(job),
+        (2, _) => micro::<FMA, W, 2, 4>(job),
+        (_, 1) => micro::<FMA, W, 3, 1>(job),
+        (_, 2) => micro::<FMA, W, 3, 2>(job),
+        (_, 3) => micro::<FMA, W, 3, 3>(job),
+        (_, _) => micro::<FMA, W, 3, 4>(job),
     }
 }
 
 /// One micro-kernel call with `R` rows and `P` panels, on the build `FMA` selects.
 #[inline(always)]
-fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
+fn micro<const FMA: bool, W: Weight, const R: usize, const P: usize>(job: Job<W>) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
         // SAFETY: `FMA` is only true inside `forward_avx2_fma`, which runs only where the CPU
-        // has AVX2 and FMA.
-        unsafe { avx2::micro::<R, P>(job) };
+        // has AVX2, FMA and F16C.
+        unsafe { avx2::micro::<W, R, P>(job) };
         return;
     }
-    portable_micro::<R, P>(job);
+    portable_micro::<W, R, P>(job);
 }
 
 /// One row and `P` panels (fewer than 8) on the build `FMA` selects. The AVX2 build sums the
@@ -299,19 +379,19 @@ fn micro<const FMA: bool, const R: usize, const P: usize>(job: Job) {
 /// the FMA units busy instead of waiting on one another (one output panel, as a policy's last
 /// layer has, would otherwise wait the full latency on every input).
 #[inline(always)]
-fn one_row<const FMA: bool, const P: usize, const S: usize>(job: Job) {
+fn one_row<const FMA: bool, W: Weight, const P: usize, const S: usize>(job: Job<W>) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
         // SAFETY: as in `micro`.
-        unsafe { avx2::one_row::<P, S>(job) };
+        unsafe { avx2::one_row::<W, P, S>(job) };
         return;
     }
-    portable_micro::<1, P>(job);
+    portable_micro::<W, 1, P>(job);
 }
 
 /// The bias values of panels `0..P` of `job` (0 in the padding lanes).
 #[inline(always)]
-fn panel_bias<const P: usize>(job: &Job) -> [[f32; LANES]; P] {
+fn panel_bias<W, const P: usize>(job: &Job<W>) -> [[f32; LANES]; P] {
     let mut bias = [[0.0f32; LANES]; P];
     for (p, lanes) in bias.iter_mut().enumerate() {
         for (l, b) in lanes.iter_mut().enumerate() {
@@ -327,7 +407,7 @@ fn panel_bias<const P: usize>(job: &Job) -> [[f32; LANES]; P] {
 
 /// Whether `job.weights` holds `P` panels at all `job.inputs` inputs and `job.x` holds `R` rows.
 #[inline(always)]
-fn job_fits<const R: usize, const P: usize>(job: &Job) -> bool {
+fn job_fits<W, const R: usize, const P: usize>(job: &Job<W>) -> bool {
     job.inputs >= 1
         && (job.inputs - 1) * job.stride + P * LANES <= job.weights.len()
         && job.x.len() >= R * job.inputs
@@ -335,7 +415,7 @@ fn job_fits<const R: usize, const P: usize>(job: &Job) -> bool {
 
 /// Writes the accumulators of `R` rows and `P` panels to `job.y` (only the real outputs).
 #[inline(always)]
-fn store<const R: usize, const P: usize>(job: Job, acc: &[[[f32; LANES]; P]; R]) {
+fn store<W, const R: usize, const P: usize>(job: Job<W>, acc: &[[[f32; LANES]; P]; R]) {
     for (r, row_acc) in acc.iter().enumerate() {
         let Some(y_row) = job.y.get_mut(r * job.outputs..(r + 1) * job.outputs) else {
             return;
@@ -352,12 +432,12 @@ fn store<const R: usize, const P: usize>(job: Job, acc: &[[[f32; LANES]; P]; R])
 
 /// The portable build: plain arrays the compiler vectorises for the baseline target.
 #[inline(always)]
-fn portable_micro<const R: usize, const P: usize>(job: Job) {
-    if !job_fits::<R, P>(&job) {
+fn portable_micro<W: Weight, const R: usize, const P: usize>(job: Job<W>) {
+    if !job_fits::<W, R, P>(&job) {
         return;
     }
     let (inputs, stride) = (job.inputs, job.stride);
-    let bias = panel_bias::<P>(&job);
+    let bias = panel_bias::<W, P>(&job);
     let mut acc = [bias; R];
     let x: [&[f32]; R] = std::array::from_fn(|r| &job.x[r * inputs..(r + 1) * inputs]);
     for (j, at_input) in job.weights.chunks(stride).take(inputs).enumerate() {
@@ -366,7 +446,7 @@ fn portable_micro<const R: usize, const P: usize>(job: Job) {
             let xv = x_row[j];
             for (panel_acc, wv) in row_acc.iter_mut().zip(w) {
                 for l in 0..LANES {
-                    panel_acc[l] += wv[l] * xv;
+                    panel_acc[l] += wv[l].to_f32() * xv;
                 }
             }
         }
@@ -383,17 +463,17 @@ mod avx2 {
         _mm256_storeu_ps,
     };
 
-    use super::{Job, LANES, job_fits, panel_bias, store};
+    use super::{Job, LANES, Weight, job_fits, panel_bias, store};
 
     // Index loops on purpose: with iterators the compiler kept the accumulators in memory.
     #[allow(clippy::needless_range_loop)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn micro<const R: usize, const P: usize>(job: Job) {
-        if !job_fits::<R, P>(&job) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn micro<W: Weight, const R: usize, const P: usize>(job: Job<W>) {
+        if !job_fits::<W, R, P>(&job) {
             return;
         }
         let (inputs, stride) = (job.inputs, job.stride);
-        let bias = panel_bias::<P>(&job);
+        let bias = panel_bias::<W, P>(&job);
         let weights = job.weights.as_ptr();
         let x = job.x.as_ptr();
         // SAFETY (all loads below): checked above, the weights hold `LANES` values from
@@ -408,7 +488,7 @@ mod avx2 {
         for j in 0..inputs {
             let mut w = [acc[0][0]; P];
             for p in 0..P {
-                w[p] = unsafe { _mm256_loadu_ps(weights.add(j * stride + p * LANES)) };
+                w[p] = unsafe { W::load_lanes(weights.add(j * stride + p * LANES)) };
             }
             for r in 0..R {
                 let xv = _mm256_set1_ps(unsafe { *x.add(r * inputs + j) });
@@ -428,13 +508,13 @@ mod avx2 {
 
     /// See `super::one_row`.
     #[allow(clippy::needless_range_loop)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn one_row<const P: usize, const S: usize>(job: Job) {
-        if !job_fits::<1, P>(&job) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn one_row<W: Weight, const P: usize, const S: usize>(job: Job<W>) {
+        if !job_fits::<W, 1, P>(&job) {
             return;
         }
         let (inputs, stride) = (job.inputs, job.stride);
-        let bias = panel_bias::<P>(&job);
+        let bias = panel_bias::<W, P>(&job);
         let weights = job.weights.as_ptr();
         let x = job.x.as_ptr();
         // SAFETY (all loads below): as in `micro` with `R = 1`.
@@ -449,7 +529,7 @@ mod avx2 {
             for s in 0..S {
                 let xv = _mm256_set1_ps(unsafe { *x.add(j + s) });
                 for p in 0..P {
-                    let w = unsafe { _mm256_loadu_ps(weights.add((j + s) * stride + p * LANES)) };
+                    let w = unsafe { W::load_lanes(weights.add((j + s) * stride + p * LANES)) };
                     acc[s][p] = _mm256_fmadd_ps(w, xv, acc[s][p]);
                 }
             }
@@ -458,7 +538,7 @@ mod avx2 {
         for j in whole..inputs {
             let xv = _mm256_set1_ps(unsafe { *x.add(j) });
             for p in 0..P {
-                let w = unsafe { _mm256_loadu_ps(weights.add(j * stride + p * LANES)) };
+                let w = unsafe { W::load_lanes(weights.add(j * stride + p * LANES)) };
                 acc[0][p] = _mm256_fmadd_ps(w, xv, acc[0][p]);
             }
         }
@@ -485,7 +565,8 @@ mod tests {
 
     /// Both builds (where the CPU has AVX2) against a plain f64 `W x + b`, for shapes that
     /// cover every row and panel count `dispatch` has (1 row x 1..=9 panels; 1, 2 and 3 rows x
-    /// 1..=4 panels).
+    /// 1..=4 panels), both packings, and weights stored as f32 and (where every weight is a
+    /// half-precision value: multiples of 2^-10 in [-1, 1]) as f16.
     #[test]
     fn both_builds_match_a_plain_dense_layer() {
         let mut rng = NoiseRng::new(1);
@@ -499,13 +580,22 @@ mod tests {
                 shapes.push((30, 8 * panels - 1, rows));
             }
         }
-        for (inputs, outputs, rows) in shapes {
-            let weight = uniform(inputs * outputs, &mut rng);
+        for ((inputs, outputs, rows), half) in
+            shapes.into_iter().flat_map(|s| [(s, false), (s, true)])
+        {
+            let mut weight = uniform(inputs * outputs, &mut rng);
+            if half {
+                weight
+                    .iter_mut()
+                    .for_each(|w| *w = (*w * 1024.0).round() / 1024.0);
+            }
             let bias = uniform(outputs, &mut rng);
             let x = uniform(rows * inputs, &mut rng);
             for packing in [Packing::OneRow, Packing::Batch] {
                 let layer = Dense::new(inputs, outputs, &weight, bias.clone(), packing)
                     .expect("sizes agree");
+                // One non-half weight keeps the whole layer in f32.
+                assert_eq!(layer.is_half(), half);
                 for isa in builds {
                     let mut y = vec![f32::NAN; rows * outputs];
                     layer.forward(isa, &x, &mut y, rows);

@@ -9,6 +9,7 @@
 
 mod error;
 pub mod format;
+mod half;
 mod kernels;
 mod load;
 pub mod mish;

@@ -53,6 +53,11 @@ impl MlpTail {
         output.forward(isa, current, out, rows);
     }
 
+    /// Whether every layer stores its weights in half precision (see `kernels`).
+    pub(crate) fn is_half(&self) -> bool {
+        self.layers.iter().all(Dense::is_half)
+    }
+
     /// The widest layer output.
     pub(crate) fn widest(&self) -> usize {
         self.layers.iter().map(Dense::outputs).max().unwrap_or(0)

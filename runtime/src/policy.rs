@@ -167,6 +167,13 @@ impl Policy {
         self.core.isa.avx2_fma()
     }
 
+    /// Whether the sampler network's hidden and output layers run on half-precision weights:
+    /// an artifact whose weights are all exactly half-precision values (`sdac distill --weights
+    /// f16`) is stored that way, losslessly, at half the bytes.
+    pub fn uses_half_weights(&self) -> bool {
+        self.core.net.tail.is_half()
+    }
+
     /// `obs_raw`: `obs_dim` values; `noise`: `noise_len` standard normals in the layout of
     /// `runtime/FORMAT.md`; `action_env`: receives `act_dim` values in environment units.
     pub fn act(

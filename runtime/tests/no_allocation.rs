@@ -1,6 +1,7 @@
 //! After load, `Policy::act` and `Policy::act_seeded` allocate nothing: a counting global
-//! allocator sees zero allocations (and zero bytes) over thousands of calls, for a teacher and a
-//! student. Weights are synthetic (seeded random, see `common`).
+//! allocator sees zero allocations (and zero bytes) over thousands of calls, for a teacher, a
+//! student and a student on half-precision weights. Weights are synthetic (seeded random, see
+//! `common`).
 
 mod common;
 
@@ -63,8 +64,8 @@ fn allocations_during(f: impl FnOnce()) -> (usize, usize) {
 
 /// Runs `calls` of each of `act` and `act_seeded` (and a refused call of each) after load and
 /// returns the allocations seen; also checks the counter works by allocating once on purpose.
-fn allocations_after_load(shape: &Shape, calls: usize) -> (usize, usize) {
-    let mut policy = Policy::from_bytes(&synthetic(shape, 11).bytes()).expect("loads");
+fn allocations_after_load(artifact: &[u8], calls: usize) -> (usize, usize) {
+    let mut policy = Policy::from_bytes(artifact).expect("loads");
     let observations: Vec<Vec<f32>> = (0..16).map(|i| normals(policy.obs_dim(), i)).collect();
     let noises: Vec<Vec<f32>> = (0..16)
         .map(|i| normals(policy.noise_len(), 100 + i))
@@ -88,10 +89,22 @@ fn allocations_after_load(shape: &Shape, calls: usize) -> (usize, usize) {
 
 #[test]
 fn the_student_allocates_nothing_after_load() {
-    assert_eq!(allocations_after_load(&Shape::student(4), 5000), (0, 0));
+    let artifact = synthetic(&Shape::student(4), 11).bytes();
+    assert_eq!(allocations_after_load(&artifact, 5000), (0, 0));
+}
+
+#[test]
+fn the_half_precision_student_allocates_nothing_after_load() {
+    let artifact = synthetic(&Shape::student(4), 11)
+        .with_half_precision_values()
+        .bytes();
+    let policy = Policy::from_bytes(&artifact).expect("loads");
+    assert!(policy.uses_half_weights());
+    assert_eq!(allocations_after_load(&artifact, 5000), (0, 0));
 }
 
 #[test]
 fn the_teacher_allocates_nothing_after_load() {
-    assert_eq!(allocations_after_load(&Shape::teacher(), 2000), (0, 0));
+    let artifact = synthetic(&Shape::teacher(), 11).bytes();
+    assert_eq!(allocations_after_load(&artifact, 2000), (0, 0));
 }

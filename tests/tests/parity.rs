@@ -1,5 +1,6 @@
-//! The five engines agree: for the fixture teacher (20-step best-of-8 DDPM) and its K = 1 and
-//! K = 2 students, on 64 random observations with random noise, the runtime (`Policy`), the
+//! The five engines agree: for the fixture teacher (20-step best-of-8 DDPM), its K = 1 and
+//! K = 2 students and the K = 1 student with its weights rounded to half precision (which the
+//! runtime stores as f16, the others compute in f32), on 64 random observations with random noise, the runtime (`Policy`), the
 //! candle model (`CandlePolicy`), tract (the runtime's `onnx` feature, `OnnxPolicy`),
 //! candle-onnx (`simple_eval`) and Python onnxruntime (`tools/onnx_act.py`) give the same actions
 //! within 1e-5 (relative to the action's magnitude where it exceeds 1). Every file comes from
@@ -39,19 +40,42 @@ fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The teacher and the K = 1, 2 students of the fixture run, exported by `sdac export`.
+/// A copy of the fixture run in `dir` whose K = 1 student has half-precision weights (as
+/// `sdac distill --weights f16` writes them).
+fn run_with_half_precision_student(dir: &Path) -> PathBuf {
+    let run = dir.join("half-run");
+    std::fs::create_dir_all(&run).unwrap();
+    for entry in std::fs::read_dir(fixture_run_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, run.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let student = run.join("student-k1.safetensors");
+    let rounded = sdac_models::read_policy(&student, &Device::Cpu)
+        .unwrap()
+        .with_half_precision_weights()
+        .unwrap();
+    sdac_models::write_policy(&student, &rounded).unwrap();
+    run
+}
+
+/// The teacher, the K = 1, 2 students and the half-precision K = 1 student, exported by
+/// `sdac export`.
 fn export_all(dir: &Path) -> Vec<Exported> {
     let sdac = release_binary("sdac").unwrap();
+    let half_run = run_with_half_precision_student(dir);
     let mut all = Vec::new();
-    for (name, student) in [
-        ("teacher", None),
-        ("student-k1", Some("1")),
-        ("student-k2", Some("2")),
+    for (name, run_dir, student) in [
+        ("teacher", fixture_run_dir(), None),
+        ("student-k1", fixture_run_dir(), Some("1")),
+        ("student-k2", fixture_run_dir(), Some("2")),
+        ("student-k1-f16", half_run, Some("1")),
     ] {
         let paths = ["safetensors", "onnx"].map(|format| {
             let out = dir.join(format!("{name}.{format}"));
             let mut command = Command::new(&sdac);
-            command.arg("export").arg("--run").arg(fixture_run_dir());
+            command.arg("export").arg("--run").arg(&run_dir);
             if let Some(k) = student {
                 command.args(["--student", k]);
             }
@@ -145,6 +169,12 @@ fn actions_of_every_engine(
     ));
 
     let mut runtime = Policy::load(&policy.safetensors).unwrap();
+    assert_eq!(
+        runtime.uses_half_weights(),
+        policy.name.ends_with("f16"),
+        "{}",
+        policy.name
+    );
     let mut tract = OnnxPolicy::load(&policy.onnx).unwrap();
     let (mut from_runtime, mut from_tract) = (vec![0.0; ROWS * ad], vec![0.0; ROWS * ad]);
     for row in 0..ROWS {

@@ -673,6 +673,11 @@ mod runtime {
         let m = policy.metadata().clone();
         let mut runtime = Policy::from_bytes(&sdac_models::policy_bytes(policy)?)?;
         let mut tract = OnnxPolicy::from_bytes(&sdac_models::onnx_bytes(policy)?)?;
+        let name = if runtime.uses_half_weights() {
+            format!("{name}, f16 weights")
+        } else {
+            name
+        };
         // 64 observations near the origin (scaled normals) and their noise, in rotation.
         const INPUTS: usize = 64;
         let mut rng = NoiseRng::new(seed);
@@ -781,7 +786,9 @@ mod runtime {
              the exported ONNX graph; candle: `CandlePolicy::act` (tensor ops). Latency in us as \
              p50 / p99 / max over {} calls per student and {} per teacher, timed in {} rounds \
              that take the engines in turn; ratios of the pooled p50s, and in brackets the \
-             lowest and highest ratio of one round's p50s.\n",
+             lowest and highest ratio of one round's p50s. \"f16 weights\": every weight is a \
+             half-precision value (`sdac distill --weights f16`), which the runtime stores in \
+             half the bytes; tract and candle compute with the same values in f32.\n",
             rows.len(),
             args.run.display(),
             m.obs_dim,

@@ -58,6 +58,18 @@ pub enum StudentInit {
     Teacher,
 }
 
+/// How the student's weights are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightPrecision {
+    /// As trained.
+    F32,
+    /// Rounded to the nearest half-precision value after training (still f32 in the file, so
+    /// every engine reads the same values); the runtime then keeps them in half the bytes. The
+    /// evaluation below runs the rounded student.
+    F16,
+}
+
 /// Everything `sdac distill` depends on besides the teacher.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DistillArgs {
@@ -104,6 +116,9 @@ pub struct DistillArgs {
     /// Seed of the evaluation episodes' resets (as `sdac eval --seed`).
     #[arg(long, default_value_t = 12345)]
     pub eval_seed: u64,
+    /// Precision of the student's written weights.
+    #[arg(long, value_enum, default_value_t = WeightPrecision::F32)]
+    pub weights: WeightPrecision,
     /// Also write the comparison as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -124,6 +139,7 @@ pub struct Report {
     pub task: String,
     pub student_steps: usize,
     pub init: StudentInit,
+    pub weights: WeightPrecision,
     pub labelled_states: usize,
     pub final_loss: f64,
     pub teacher: Evaluation,
@@ -211,7 +227,13 @@ fn distill(args: &DistillArgs, teacher: &Teacher) -> anyhow::Result<()> {
     }
 
     // The student artifact, then both policies on the same evaluation episodes.
-    let student = student.policy()?;
+    let student = match args.weights {
+        WeightPrecision::F32 => student.policy()?,
+        WeightPrecision::F16 => student
+            .policy()?
+            .with_half_precision_weights()
+            .context("rounding the student's weights to half precision")?,
+    };
     let out = args
         .out
         .clone()
@@ -224,12 +246,13 @@ fn distill(args: &DistillArgs, teacher: &Teacher) -> anyhow::Result<()> {
     let student_eval = evaluate(args, &task, &assets, &student, &mut eval_noise)?;
 
     println!(
-        "{task}: {}-step student from the {}-step best-of-{} teacher ({} labelled states, init {:?}) -> {}\n",
+        "{task}: {}-step student from the {}-step best-of-{} teacher ({} labelled states, init {:?}, weights {:?}) -> {}\n",
         args.steps,
         teacher_meta.sampler.timesteps.len(),
         teacher_meta.sampler.candidates,
         data.obs.len() / od,
         args.init,
+        args.weights,
         out.display()
     );
     println!("| policy | mean return | min | max | us/action (candle, 1 thread) |");
@@ -253,6 +276,7 @@ fn distill(args: &DistillArgs, teacher: &Teacher) -> anyhow::Result<()> {
             task,
             student_steps: args.steps,
             init: args.init,
+            weights: args.weights,
             labelled_states: data.obs.len() / od,
             final_loss: loss,
             teacher: teacher_eval,

@@ -185,6 +185,20 @@ impl Artifact {
         safetensors::serialize(views, metadata).expect("serialises")
     }
 
+    /// Every value rounded to the nearest half-precision value (kept as f32), as
+    /// `sdac distill --weights f16` writes a student.
+    pub fn with_half_precision_values(mut self) -> Self {
+        for tensor in &mut self.tensors {
+            let rounded: Vec<f32> = tensor
+                .values()
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect();
+            *tensor = Tensor::f32(&tensor.name, tensor.shape.clone(), &rounded);
+        }
+        self
+    }
+
     pub fn tensor_mut(&mut self, name: &str) -> &mut Tensor {
         self.tensors
             .iter_mut()
