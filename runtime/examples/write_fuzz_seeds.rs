@@ -1,5 +1,5 @@
-//! Writes small valid policy artifacts (synthetic seeded weights) into a folder, the seed
-//! corpus of the loader fuzz target: `cargo run --release -p sdac-runtime --example
+//! Writes small valid policy artifacts (synthetic seeded weights, as written and rounded to
+//! half-precision values) into a folder, the seed corpus of the loader fuzz target: `cargo run --release -p sdac-runtime --example
 //! write_fuzz_seeds -- runtime/fuzz/corpus/load`.
 
 #[path = "../tests/common/mod.rs"]
@@ -28,8 +28,13 @@ fn main() -> std::io::Result<()> {
         ("student-k2", tiny(Shape::student(2), vec![2, 3])),
     ];
     for (i, (name, shape)) in seeds.into_iter().enumerate() {
+        let artifact = synthetic(&shape, i as u64);
         let path = format!("{dir}/{name}.safetensors");
-        std::fs::write(&path, synthetic(&shape, i as u64).bytes())?;
+        std::fs::write(&path, artifact.bytes())?;
+        println!("{path}");
+        // The same with half-precision values: the runtime's f16 weight path.
+        let path = format!("{dir}/{name}-f16.safetensors");
+        std::fs::write(&path, artifact.with_half_precision_values().bytes())?;
         println!("{path}");
     }
     Ok(())

@@ -60,7 +60,7 @@ impl Isa {
         Self { avx2_fma }
     }
 
-    /// Whether the AVX2+FMA build runs (for reports).
+    /// Whether the AVX2+FMA(+F16C) build runs (for reports).
     pub(crate) fn avx2_fma(self) -> bool {
         self.avx2_fma
     }

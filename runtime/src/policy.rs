@@ -162,7 +162,8 @@ impl Policy {
         self.core.noise_len()
     }
 
-    /// Whether the kernels run the AVX2+FMA build (decided at load from the CPU).
+    /// Whether the kernels run the AVX2+FMA build (it also needs F16C; decided at load from the
+    /// CPU).
     pub fn uses_avx2_fma(&self) -> bool {
         self.core.isa.avx2_fma()
     }
