@@ -77,6 +77,50 @@ fn one_step_student_keeps_95_percent_of_the_teachers_return() {
     assert_eq!(m.provenance.config_hash.len(), 16);
 }
 
+/// `--weights f16`: the written student holds half-precision values only, so the runtime keeps
+/// its layers in f16; the report says so. (A short distillation: this checks the writing, the
+/// return check is the test above.)
+#[test]
+fn half_precision_student_is_written_rounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (student, report) = (
+        dir.path().join("student-k1-f16.safetensors"),
+        dir.path().join("report.json"),
+    );
+    let output = sdac(&[
+        "distill",
+        "--run",
+        path(&fixture_run_dir()),
+        "--steps",
+        "1",
+        "--teacher-episodes",
+        "1",
+        "--iterations",
+        "0",
+        "--train-steps",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--weights",
+        "f16",
+        "--out",
+        path(&student),
+        "--report",
+        path(&report),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["weights"], "f16");
+    assert!(Policy::load(&student).unwrap().uses_half_weights());
+    let f32_student = fixture_run_dir().join("student-k1.safetensors");
+    assert!(!Policy::load(&f32_student).unwrap().uses_half_weights());
+}
+
 #[test]
 fn exported_teacher_is_the_runs_sampler() {
     let dir = tempfile::tempdir().unwrap();
