@@ -20,40 +20,30 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
-#[test]
-fn one_step_student_keeps_95_percent_of_the_teachers_return() {
-    let dir = tempfile::tempdir().unwrap();
-    let (student, report) = (
-        dir.path().join("student-k1.safetensors"),
-        dir.path().join("report.json"),
-    );
-    let run = fixture_run_dir();
-    let output = sdac(&[
-        "distill",
-        "--run",
-        path(&run),
-        "--steps",
-        "1",
-        "--seed",
-        "3",
-        // Fewer DAgger rounds than the defaults (8 of 3 episodes): enough on this task, and
-        // the test stays within its time.
-        "--iterations",
-        "3",
-        "--dagger-episodes",
-        "2",
-        "--out",
-        path(&student),
-        "--report",
-        path(&report),
-    ]);
+/// `sdac distill --run <fixture> --steps 1 <options> --out <student>` with a JSON report in
+/// `dir`; returns the report.
+fn distill_fixture(dir: &Path, options: &[&str], student: &Path) -> serde_json::Value {
+    let (run, report) = (fixture_run_dir(), dir.join("report.json"));
+    let mut args = vec!["distill", "--run", path(&run), "--steps", "1"];
+    args.extend_from_slice(options);
+    args.extend(["--out", path(student), "--report", path(&report)]);
+    let output = sdac(&args);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+}
+
+#[test]
+fn one_step_student_keeps_95_percent_of_the_teachers_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let student = dir.path().join("student-k1.safetensors");
+    // Fewer DAgger rounds than the defaults (8 of 3 episodes): enough on this task, and the
+    // test stays within its time.
+    let options = ["--seed", "3", "--iterations", "3", "--dagger-episodes", "2"];
+    let report = distill_fixture(dir.path(), &options, &student);
     let teacher = report["teacher"]["mean_return"].as_f64().unwrap();
     let student_return = report["student"]["mean_return"].as_f64().unwrap();
     assert_eq!(
@@ -83,16 +73,8 @@ fn one_step_student_keeps_95_percent_of_the_teachers_return() {
 #[test]
 fn half_precision_student_is_written_rounded() {
     let dir = tempfile::tempdir().unwrap();
-    let (student, report) = (
-        dir.path().join("student-k1-f16.safetensors"),
-        dir.path().join("report.json"),
-    );
-    let output = sdac(&[
-        "distill",
-        "--run",
-        path(&fixture_run_dir()),
-        "--steps",
-        "1",
+    let student = dir.path().join("student-k1-f16.safetensors");
+    let options = [
         "--teacher-episodes",
         "1",
         "--iterations",
@@ -103,18 +85,8 @@ fn half_precision_student_is_written_rounded() {
         "1",
         "--weights",
         "f16",
-        "--out",
-        path(&student),
-        "--report",
-        path(&report),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    ];
+    let report = distill_fixture(dir.path(), &options, &student);
     assert_eq!(report["weights"], "f16");
     assert!(Policy::load(&student).unwrap().uses_half_weights());
     let f32_student = fixture_run_dir().join("student-k1.safetensors");
