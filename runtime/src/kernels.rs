@@ -20,18 +20,29 @@ use crate::half::F16;
 /// Values per weight vector (one AVX register of f32).
 pub(crate) const LANES: usize = 8;
 
-/// How a layer's weights are grouped, chosen at load for the rows its calls will have.
+/// How a layer's weights are grouped, chosen at load ([`Packing::for_calls`]) for the rows its
+/// calls will have and the instruction set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Packing {
-    /// Groups of 8 panels: a call at one row streams 64 outputs' weights at once (the hardware
-    /// prefetcher follows one stream better than eight). For layers that run one row.
+    /// Groups of 8 panels. At one row a call streams 64 outputs' weights at once (the hardware
+    /// prefetcher follows one stream better than eight); in a batch on AVX-512 a call keeps 4
+    /// rows x 64 outputs in its 32 registers.
     OneRow,
-    /// Groups of 4 panels: the 3-row calls of a batch reuse a group's 32 KiB from L1 (wider
-    /// groups read in halves use only half of L1's sets and were measured slower).
+    /// Groups of 4 panels: the AVX2 3-row calls of a batch reuse a group's 32 KiB from L1
+    /// (wider groups read in halves use only half of L1's sets and were measured slower).
     Batch,
 }
 
 impl Packing {
+    /// The packing for a layer whose calls have more than one row (`batched`) or one.
+    pub(crate) fn for_calls(batched: bool, isa: Isa) -> Self {
+        if batched && !isa.avx512 {
+            Packing::Batch
+        } else {
+            Packing::OneRow
+        }
+    }
+
     /// Panels per group, and per micro-kernel call.
     const fn group_panels(self) -> usize {
         match self {
@@ -46,6 +57,8 @@ impl Packing {
 pub(crate) struct Isa {
     /// Only true where the CPU was found to have AVX2, FMA and F16C.
     avx2_fma: bool,
+    /// Only true where it also has AVX-512F: batched layers then run 4 x 64 register blocks.
+    avx512: bool,
 }
 
 impl Isa {
@@ -55,9 +68,25 @@ impl Isa {
         let avx2_fma = is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c");
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = avx2_fma && is_x86_feature_detected!("avx512f");
         #[cfg(not(target_arch = "x86_64"))]
-        let avx2_fma = false;
-        Self { avx2_fma }
+        let (avx2_fma, avx512) = (false, false);
+        Self { avx2_fma, avx512 }
+    }
+
+    /// The same without AVX-512 (tests run both builds on machines that have it).
+    #[cfg(test)]
+    pub(crate) fn without_avx512(self) -> Self {
+        Self {
+            avx512: false,
+            ..self
+        }
+    }
+
+    /// Whether batched layers run the AVX-512 build (for reports).
+    pub(crate) fn avx512(self) -> bool {
+        self.avx512
     }
 
     /// Whether the AVX2+FMA(+F16C) build runs (for reports).
@@ -168,6 +197,17 @@ impl Dense {
     ) {
         let io = Io { x, y, rows, bias };
         #[cfg(target_arch = "x86_64")]
+        if isa.avx512 {
+            // SAFETY: `isa.avx512` is only true where the CPU has AVX-512F, AVX2, FMA and F16C.
+            unsafe {
+                match &self.packed {
+                    Packed::F32(weights) => forward_avx512(self, weights, io),
+                    Packed::F16(weights) => forward_avx512(self, weights, io),
+                }
+            };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if isa.avx2_fma {
             // SAFETY: `isa.avx2_fma` is only true where the CPU has AVX2, FMA and F16C.
             unsafe {
@@ -180,8 +220,8 @@ impl Dense {
         }
         let _ = isa;
         match &self.packed {
-            Packed::F32(weights) => forward_generic::<false, _>(self, weights, io),
-            Packed::F16(weights) => forward_generic::<false, _>(self, weights, io),
+            Packed::F32(weights) => forward_generic::<false, false, _>(self, weights, io),
+            Packed::F16(weights) => forward_generic::<false, false, _>(self, weights, io),
         }
     }
 }
@@ -203,6 +243,13 @@ trait Weight: Copy {
     /// `ptr` must point to `LANES` readable values, and the CPU must have AVX2 and F16C.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load_lanes(ptr: *const Self) -> std::arch::x86_64::__m256;
+
+    /// `2 * LANES` weights from `ptr` as f32.
+    ///
+    /// # Safety
+    /// `ptr` must point to `2 * LANES` readable values, and the CPU must have AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load_double_lanes(ptr: *const Self) -> std::arch::x86_64::__m512;
 }
 
 impl Weight for f32 {
@@ -215,6 +262,13 @@ impl Weight for f32 {
     unsafe fn load_lanes(ptr: *const Self) -> std::arch::x86_64::__m256 {
         // SAFETY: the caller's contract.
         unsafe { std::arch::x86_64::_mm256_loadu_ps(ptr) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_double_lanes(ptr: *const Self) -> std::arch::x86_64::__m512 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(ptr) }
     }
 }
 
@@ -230,6 +284,14 @@ impl Weight for F16 {
         // SAFETY: the caller's contract; `F16` is a transparent u16, 8 of them are 128 bits.
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(ptr.cast())) }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load_double_lanes(ptr: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::{_mm256_loadu_si256, _mm512_cvtph_ps};
+        // SAFETY: the caller's contract; 16 `F16` are 256 bits.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(ptr.cast())) }
+    }
 }
 
 /// The activations of one call: `rows` rows of `x` in, of `y` out, and the bias.
@@ -243,10 +305,18 @@ struct Io<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn forward_avx2_fma<W: Weight>(layer: &Dense, weights: &[W], io: Io) {
-    forward_generic::<true, W>(layer, weights, io);
+    forward_generic::<true, false, W>(layer, weights, io);
 }
 
-/// Rows per micro-kernel call in batched layers, and panels per call in each case.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+fn forward_avx512<W: Weight>(layer: &Dense, weights: &[W], io: Io) {
+    forward_generic::<true, true, W>(layer, weights, io);
+}
+
+/// Rows per micro-kernel call in batched layers, and panels per call in each case (AVX-512:
+/// `WIDE_ROWS` rows of a whole 8-panel group).
+const WIDE_ROWS: usize = 4;
 const BATCH_ROWS: usize = 3;
 const BATCH_PANELS: usize = 4;
 const SINGLE_ROW_PANELS: usize = 8;
@@ -275,7 +345,11 @@ impl Group {
 }
 
 #[inline(always)]
-fn forward_generic<const FMA: bool, W: Weight>(layer: &Dense, weights: &[W], io: Io) {
+fn forward_generic<const FMA: bool, const WIDE: bool, W: Weight>(
+    layer: &Dense,
+    weights: &[W],
+    io: Io,
+) {
     let Io { x, y, rows, bias } = io;
     let (inputs, outputs) = (layer.inputs, layer.outputs);
     let rows = rows
@@ -298,6 +372,35 @@ fn forward_generic<const FMA: bool, W: Weight>(layer: &Dense, weights: &[W], io:
         else {
             return;
         };
+        #[cfg(target_arch = "x86_64")]
+        if WIDE && rows > 1 && group.panels == SINGLE_ROW_PANELS {
+            let mut row = 0;
+            while row < rows {
+                let row_count = WIDE_ROWS.min(rows - row);
+                let job = Job {
+                    weights: group_weights,
+                    stride: group.panels * LANES,
+                    inputs,
+                    outputs,
+                    first_output: group.first_panel * LANES,
+                    bias,
+                    x: &x[row * inputs..(row + row_count) * inputs],
+                    y: &mut y[row * outputs..(row + row_count) * outputs],
+                };
+                // SAFETY: `WIDE` is only true inside `forward_avx512`, which runs only where the
+                // CPU has AVX-512F.
+                unsafe {
+                    match row_count {
+                        1 => avx512::micro::<W, 1>(job),
+                        2 => avx512::micro::<W, 2>(job),
+                        3 => avx512::micro::<W, 3>(job),
+                        _ => avx512::micro::<W, 4>(job),
+                    }
+                };
+                row += row_count;
+            }
+            continue;
+        }
         let mut within = 0;
         while within < group.panels {
             let count = panels_per_call.min(group.panels - within);
@@ -554,6 +657,57 @@ mod avx2 {
     }
 }
 
+/// The AVX-512 build for batches: `R` rows (up to 4) of a whole 8-panel group, held as
+/// `R x 4` registers of 16 lanes (Zen 4 and the Intel server cores have 32 such registers).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps};
+
+    use super::{Job, LANES, SINGLE_ROW_PANELS, Weight, job_fits, panel_bias, store};
+
+    /// Registers of `2 * LANES` values per row.
+    const WIDE: usize = SINGLE_ROW_PANELS / 2;
+
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) fn micro<W: Weight, const R: usize>(job: Job<W>) {
+        if !job_fits::<W, R, SINGLE_ROW_PANELS>(&job) {
+            return;
+        }
+        let (inputs, stride) = (job.inputs, job.stride);
+        let bias = panel_bias::<W, SINGLE_ROW_PANELS>(&job);
+        let bias = bias.as_flattened();
+        let weights = job.weights.as_ptr();
+        let x = job.x.as_ptr();
+        // SAFETY (all loads below): checked above, the weights hold `SINGLE_ROW_PANELS * LANES`
+        // values from `j * stride` and `x` holds `R * inputs` values; `w < WIDE`, `r < R`,
+        // `j < inputs`; `bias` holds `SINGLE_ROW_PANELS * LANES` values.
+        let bias_vectors: [_; WIDE] =
+            std::array::from_fn(|w| unsafe { _mm512_loadu_ps(bias.as_ptr().add(w * 2 * LANES)) });
+        let mut acc = [bias_vectors; R];
+        for j in 0..inputs {
+            let at_input = unsafe { weights.add(j * stride) };
+            let w: [_; WIDE] = std::array::from_fn(|w| unsafe {
+                W::load_double_lanes(at_input.add(w * 2 * LANES))
+            });
+            for r in 0..R {
+                let xv = _mm512_set1_ps(unsafe { *x.add(r * inputs + j) });
+                for v in 0..WIDE {
+                    acc[r][v] = _mm512_fmadd_ps(w[v], xv, acc[r][v]);
+                }
+            }
+        }
+        let mut out = [[[0.0f32; LANES]; SINGLE_ROW_PANELS]; R];
+        for (out_row, acc_row) in out.iter_mut().zip(&acc) {
+            let flat = out_row.as_flattened_mut();
+            for (v, a) in acc_row.iter().enumerate() {
+                unsafe { _mm512_storeu_ps(flat.as_mut_ptr().add(v * 2 * LANES), *a) };
+            }
+        }
+        store(job, &out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,20 +717,28 @@ mod tests {
         (0..n).map(|_| (2.0 * rng.uniform() - 1.0) as f32).collect()
     }
 
-    /// Both builds (where the CPU has AVX2) against a plain f64 `W x + b`, for shapes that
-    /// cover every row and panel count `dispatch` has (1 row x 1..=9 panels; 1, 2 and 3 rows x
-    /// 1..=4 panels), both packings, and weights stored as f32 and (where every weight is a
+    /// Every build the CPU has (portable, AVX2, AVX-512) against a plain f64 `W x + b`, for
+    /// shapes that cover every row and panel count `dispatch` has (1 row x 1..=9 panels; 1, 2
+    /// and 3 rows x 1..=4 panels; 1 to 4 rows of whole 8-panel groups), both packings, and weights stored as f32 and (where every weight is a
     /// half-precision value: multiples of 2^-10 in [-1, 1]) as f16.
     #[test]
     fn both_builds_match_a_plain_dense_layer() {
         let mut rng = NoiseRng::new(1);
-        let builds = [Isa { avx2_fma: false }, Isa::detect()];
+        let builds = [
+            Isa {
+                avx2_fma: false,
+                avx512: false,
+            },
+            Isa::detect().without_avx512(),
+            Isa::detect(),
+        ];
         let mut shapes = vec![(1, 1, 1)];
         for panels in 1..=9 {
             shapes.push((13, 8 * panels - 3, 1));
         }
-        for rows in [2, 5, 7] {
-            for panels in 1..=5 {
+        for rows in [2, 4, 5, 7] {
+            // 8 and 9 panels: a whole 8-panel group, which AVX-512 runs 4 rows at a time.
+            for panels in (1..=5).chain(8..=9) {
                 shapes.push((30, 8 * panels - 1, rows));
             }
         }

@@ -230,9 +230,12 @@ impl NoiseNet {
 }
 
 impl Critic {
-    /// The critic `name` of `artifact`, packed for batches (it scores all candidates at once).
-    pub(crate) fn new(artifact: &Artifact, name: &str) -> Result<Self, LoadError> {
-        let packing = Packing::Batch;
+    /// The critic `name` of `artifact`, packed as `packing` (it scores all candidates at once).
+    pub(crate) fn new(
+        artifact: &Artifact,
+        name: &str,
+        packing: Packing,
+    ) -> Result<Self, LoadError> {
         let m = &artifact.metadata;
         let (obs_dim, act_dim) = (m.obs_dim, m.act_dim);
         let inputs = obs_dim + act_dim;

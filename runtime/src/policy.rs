@@ -85,16 +85,19 @@ impl Policy {
         let steps = step_constants(&artifact.metadata.sampler)
             .map_err(|step| LoadError::NonFiniteStepConstant { step })?;
         // The student's chain and a single candidate run one row per call, the teacher's
-        // candidates a batch.
-        let packing = match artifact.metadata.sampler.kind {
-            SamplerKind::DdpmBestOfN if artifact.metadata.sampler.candidates > 1 => Packing::Batch,
-            _ => Packing::OneRow,
+        // candidates (and the critics scoring them) a batch.
+        let isa = Isa::detect();
+        let batched = match artifact.metadata.sampler.kind {
+            SamplerKind::DdpmBestOfN => artifact.metadata.sampler.candidates > 1,
+            SamplerKind::DdimSample => false,
         };
+        let packing = Packing::for_calls(batched, isa);
         let net = NoiseNet::new(&artifact, packing)?;
         let critics = match artifact.metadata.sampler.kind {
-            SamplerKind::DdpmBestOfN => {
-                Some([Critic::new(&artifact, "q1")?, Critic::new(&artifact, "q2")?])
-            }
+            SamplerKind::DdpmBestOfN => Some([
+                Critic::new(&artifact, "q1", packing)?,
+                Critic::new(&artifact, "q2", packing)?,
+            ]),
             SamplerKind::DdimSample => None,
         };
         let metadata = artifact.metadata;
@@ -125,7 +128,7 @@ impl Policy {
             action_env: vec![0.0; act_dim],
         };
         let core = Core {
-            isa: Isa::detect(),
+            isa,
             obs_mean: f32s(&normalization.mean),
             obs_std: f32s(&normalization.std),
             action_low: f32s(&metadata.action_low),
@@ -160,6 +163,12 @@ impl Policy {
     /// Noise values one action consumes: `n_noise * act_dim`.
     pub fn noise_len(&self) -> usize {
         self.core.noise_len()
+    }
+
+    /// Whether batched layers (the teacher's candidates) run the AVX-512 build (decided at load
+    /// from the CPU).
+    pub fn uses_avx512(&self) -> bool {
+        self.core.isa.avx512()
     }
 
     /// Whether the kernels run the AVX2+FMA build (it also needs F16C; decided at load from the

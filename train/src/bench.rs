@@ -780,9 +780,10 @@ mod runtime {
         })?;
 
         let m = teacher.policy.metadata();
+        let runtime_for_report = Policy::from_bytes(&sdac_models::policy_bytes(&teacher.policy)?)?;
         println!(
             "One action at batch 1 on one thread, {} policies of {} (obs {}, action {}, hidden {:?}); \
-             runtime: sdac-runtime `Policy::act` (AVX2+FMA kernels: {}); tract: `OnnxPolicy::act` on \
+             runtime: sdac-runtime `Policy::act` (AVX2+FMA kernels: {}, AVX-512 for batches: {}); tract: `OnnxPolicy::act` on \
              the exported ONNX graph; candle: `CandlePolicy::act` (tensor ops). Latency in us as \
              p50 / p99 / max over {} calls per student and {} per teacher, timed in {} rounds \
              that take the engines in turn; ratios of the pooled p50s, and in brackets the \
@@ -794,7 +795,8 @@ mod runtime {
             m.obs_dim,
             m.act_dim,
             m.network.hidden,
-            Policy::from_bytes(&sdac_models::policy_bytes(&teacher.policy)?)?.uses_avx2_fma(),
+            runtime_for_report.uses_avx2_fma(),
+            runtime_for_report.uses_avx512(),
             args.calls,
             args.teacher_calls,
             args.rounds
