@@ -1,6 +1,7 @@
 //! Dense layers `y = W x + b` on f32 slices for a few rows at a time, with weights packed once at
 //! load. One generic kernel, compiled twice: for the baseline target and, picked at load where
-//! the CPU has them, for AVX2 with fused multiply-adds (and F16C).
+//! the CPU has them, for AVX2 with fused multiply-adds (and F16C); batched layers have a third
+//! build for AVX-512F, 4 rows x 64 outputs per call.
 //!
 //! Weights are stored as f32, or in half precision where every weight of the layer is exactly a
 //! half-precision value (an artifact written with rounded weights, `sdac distill --weights
