@@ -22,8 +22,15 @@ fn main() -> std::io::Result<()> {
     teacher.candidates = 2;
     teacher.schedule_steps = 3;
     teacher.timesteps = vec![2, 1, 0];
+    // A teacher wide enough (8 panels) and with enough candidates (4 + 1 rows) for the AVX-512
+    // batch kernel.
+    let mut wide_teacher = tiny(Shape::teacher(), vec![64]);
+    wide_teacher.candidates = 5;
+    wide_teacher.schedule_steps = 2;
+    wide_teacher.timesteps = vec![1, 0];
     let seeds = [
         ("teacher", teacher),
+        ("teacher-wide", wide_teacher),
         ("student-k1", tiny(Shape::student(1), vec![3])),
         ("student-k2", tiny(Shape::student(2), vec![2, 3])),
     ];
