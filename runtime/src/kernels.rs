@@ -28,27 +28,27 @@ pub(crate) enum Packing {
     /// Groups of 8 panels. At one row a call streams 64 outputs' weights at once (the hardware
     /// prefetcher follows one stream better than eight); in a batch on AVX-512 a call keeps 4
     /// rows x 64 outputs in its 32 registers.
-    OneRow,
+    Groups8,
     /// Groups of 4 panels: the AVX2 3-row calls of a batch reuse a group's 32 KiB from L1
     /// (wider groups read in halves use only half of L1's sets and were measured slower).
-    Batch,
+    Groups4,
 }
 
 impl Packing {
     /// The packing for a layer whose calls have more than one row (`batched`) or one.
     pub(crate) fn for_calls(batched: bool, isa: Isa) -> Self {
         if batched && !isa.avx512 {
-            Packing::Batch
+            Packing::Groups4
         } else {
-            Packing::OneRow
+            Packing::Groups8
         }
     }
 
     /// Panels per group, and per micro-kernel call.
     const fn group_panels(self) -> usize {
         match self {
-            Packing::OneRow => SINGLE_ROW_PANELS,
-            Packing::Batch => BATCH_PANELS,
+            Packing::Groups8 => SINGLE_ROW_PANELS,
+            Packing::Groups4 => BATCH_PANELS,
         }
     }
 }
@@ -197,33 +197,28 @@ impl Dense {
         bias: &[f32],
     ) {
         let io = Io { x, y, rows, bias };
+        match &self.packed {
+            Packed::F32(weights) => self.forward_stored(isa, weights, io),
+            Packed::F16(weights) => self.forward_stored(isa, weights, io),
+        }
+    }
+
+    /// The forward pass on the build `isa` selects, with the weights as stored.
+    fn forward_stored<W: Weight>(&self, isa: Isa, weights: &[W], io: Io) {
         #[cfg(target_arch = "x86_64")]
         if isa.avx512 {
             // SAFETY: `isa.avx512` is only true where the CPU has AVX-512F, AVX2, FMA and F16C.
-            unsafe {
-                match &self.packed {
-                    Packed::F32(weights) => forward_avx512(self, weights, io),
-                    Packed::F16(weights) => forward_avx512(self, weights, io),
-                }
-            };
+            unsafe { forward_avx512(self, weights, io) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if isa.avx2_fma {
             // SAFETY: `isa.avx2_fma` is only true where the CPU has AVX2, FMA and F16C.
-            unsafe {
-                match &self.packed {
-                    Packed::F32(weights) => forward_avx2_fma(self, weights, io),
-                    Packed::F16(weights) => forward_avx2_fma(self, weights, io),
-                }
-            };
+            unsafe { forward_avx2_fma(self, weights, io) };
             return;
         }
         let _ = isa;
-        match &self.packed {
-            Packed::F32(weights) => forward_generic::<false, false, _>(self, weights, io),
-            Packed::F16(weights) => forward_generic::<false, false, _>(self, weights, io),
-        }
+        forward_generic::<false, false, W>(self, weights, io);
     }
 }
 
@@ -720,8 +715,9 @@ mod tests {
 
     /// Every build the CPU has (portable, AVX2, AVX-512) against a plain f64 `W x + b`, for
     /// shapes that cover every row and panel count `dispatch` has (1 row x 1..=9 panels; 1, 2
-    /// and 3 rows x 1..=4 panels; 1 to 4 rows of whole 8-panel groups), both packings, and weights stored as f32 and (where every weight is a
-    /// half-precision value: multiples of 2^-10 in [-1, 1]) as f16.
+    /// and 3 rows x 1..=4 panels; 1 to 4 rows of whole 8-panel groups), both packings, and
+    /// weights stored as f32 and (where every weight is a half-precision value: multiples of
+    /// 2^-10 in [-1, 1]) as f16.
     #[test]
     fn both_builds_match_a_plain_dense_layer() {
         let mut rng = NoiseRng::new(1);
@@ -754,10 +750,10 @@ mod tests {
             }
             let bias = uniform(outputs, &mut rng);
             let x = uniform(rows * inputs, &mut rng);
-            for packing in [Packing::OneRow, Packing::Batch] {
+            for packing in [Packing::Groups8, Packing::Groups4] {
                 let layer = Dense::new(inputs, outputs, &weight, bias.clone(), packing)
                     .expect("sizes agree");
-                // One non-half weight keeps the whole layer in f32.
+                // Random f32 weights are not all half-precision values: that layer stays f32.
                 assert_eq!(layer.is_half(), half);
                 for isa in builds {
                     let mut y = vec![f32::NAN; rows * outputs];
@@ -785,7 +781,7 @@ mod tests {
 
     #[test]
     fn mismatched_sizes_are_refused_and_short_buffers_do_not_panic() {
-        let packing = Packing::OneRow;
+        let packing = Packing::Groups8;
         assert!(Dense::new(3, 2, &[0.0; 5], vec![0.0; 2], packing).is_none());
         assert!(Dense::new(3, 2, &[0.0; 6], vec![0.0; 3], packing).is_none());
         assert!(Dense::from_columns(3, 2, &[0.0; 6], 2, 2, vec![0.0; 2], packing).is_none());
