@@ -18,10 +18,7 @@ they arrived; `repeated_commands` (later commands with an answered stamp: the no
 last command between observations); `unstamped_commands` (commands that answer no observation,
 e.g. the node's safe action before the first one); `non_finite_commands`; `commands_total`. Exit status 0 when every observation was answered.
 
-Discovery: unless CYCLONEDDS_URI is set, Cyclone stays on the loopback interface without
-multicast and announces itself by unicast to localhost (participant indices 0..19): peers on this
-host are found whether or not any interface carries multicast (by default Cyclone would pick the
-ethernet interface and rely on its multicast). Set CYCLONEDDS_URI to reach other hosts.
+Discovery: loopback only unless CYCLONEDDS_URI is set (tools/cyclone_loopback.py).
 """
 
 import argparse
@@ -32,19 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-CYCLONE_CONFIG = """<CycloneDDS><Domain Id="any">
-  <General>
-    <Interfaces><NetworkInterface name="lo"/></Interfaces>
-    <AllowMulticast>false</AllowMulticast>
-  </General>
-  <Discovery>
-    <ParticipantIndex>auto</ParticipantIndex>
-    <MaxAutoParticipantIndex>19</MaxAutoParticipantIndex>
-    <Peers><Peer address="localhost"/></Peers>
-  </Discovery>
-</Domain></CycloneDDS>"""
-
-os.environ.setdefault("CYCLONEDDS_URI", CYCLONE_CONFIG)
+import cyclone_loopback  # noqa: E402,F401  (sets CYCLONEDDS_URI before cyclonedds loads)
 
 from cyclonedds.core import Qos, Policy  # noqa: E402
 from cyclonedds.domain import DomainParticipant  # noqa: E402

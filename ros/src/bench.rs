@@ -213,6 +213,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if windows.is_empty() {
         bail!("no diagnostics window inside the measurement: run longer");
     }
+    // A counter since the node's start, over the measurement: its value in the last window minus
+    // its value in the report just before the first one.
+    let before = received
+        .diagnostics
+        .iter()
+        .rfind(|d| d.received_ns <= measure_from_ns + 1_050_000_000)
+        .map(|d| &d.message);
+    let total_over_measurement = |key: &str| -> u64 {
+        let at = |d: Option<&DiagnosticArray>| d.and_then(|d| diag_value(d, key)).unwrap_or(0.0);
+        (at(windows.last().copied()) - at(before)).max(0.0) as u64
+    };
     let sum = |key: &str| -> u64 {
         windows
             .iter()
@@ -252,6 +263,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         windows.len(),
         sum("periods"),
         sum("deadline_misses")
+    );
+    println!(
+        "| deadline misses by cause: overrun / late wake-up | {} / {} |",
+        total_over_measurement("deadline_misses_overrun_total"),
+        total_over_measurement("deadline_misses_late_wakeup_total")
     );
     println!(
         "| observations answered | {} of {measured_periods} |",

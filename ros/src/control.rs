@@ -13,7 +13,10 @@
 //! (or when none has come yet). So exactly one command goes out per period, and an observation
 //! that arrives in the first three quarters of a period is answered within the compute time.
 //! A deadline miss is a period whose command was handed to the DDS thread after `s_k + P`, or a
-//! period skipped because the thread woke too late.
+//! period skipped because the thread woke too late. Each miss has one cause ([`MissCause`]): the
+//! decision (policy and hand-off) took longer than its budget, the last quarter period, or it fit
+//! that budget and the thread ran too late to meet the deadline (the operating system or, on a
+//! virtual machine, the host did not run it in time).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -176,6 +179,36 @@ pub struct FaultCounts {
     pub policy: u64,
 }
 
+/// Why a period missed its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissCause {
+    /// The decision took longer than its budget (a quarter period): the node's own work ran long.
+    Overrun,
+    /// The decision fit its budget but began too late, or the thread slept through whole periods:
+    /// it was not run in time.
+    LateWakeup,
+}
+
+/// Deadline misses by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MissCounts {
+    pub overrun: u64,
+    pub late_wakeup: u64,
+}
+
+impl MissCounts {
+    pub fn total(&self) -> u64 {
+        self.overrun + self.late_wakeup
+    }
+
+    fn count(&mut self, cause: MissCause, periods: u64) {
+        match cause {
+            MissCause::Overrun => self.overrun += periods,
+            MissCause::LateWakeup => self.late_wakeup += periods,
+        }
+    }
+}
+
 impl FaultCounts {
     pub fn total(&self) -> u64 {
         self.no_observation + self.stale + self.invalid + self.malformed + self.policy
@@ -217,7 +250,8 @@ pub struct WindowReport {
     pub compute_p99_ns: u64,
     pub compute_max_ns: u64,
     pub deadline_misses: u64,
-    pub deadline_misses_total: u64,
+    /// Deadline misses since the start, by cause.
+    pub deadline_misses_total: MissCounts,
     /// Times the period grid's phase moved to follow the observation stream.
     pub phase_shifts: u64,
     pub faults: FaultCounts,
@@ -360,7 +394,7 @@ pub struct Controller<P: ActionPolicy> {
     last_valid_obs_ns: Option<u64>,
     last_command: Option<CommandPod>,
     last_fault: Option<Fault>,
-    deadline_misses_total: u64,
+    deadline_misses_total: MissCounts,
     faults_total: FaultCounts,
     queue_full_total: u64,
     realtime: Option<clock::RealtimeSetup>,
@@ -409,7 +443,7 @@ impl<P: ActionPolicy> Controller<P> {
             last_valid_obs_ns: None,
             last_command: None,
             last_fault: None,
-            deadline_misses_total: 0,
+            deadline_misses_total: MissCounts::default(),
             faults_total: FaultCounts::default(),
             queue_full_total: 0,
             realtime: None,
@@ -572,7 +606,12 @@ impl<P: ActionPolicy> Controller<P> {
             .wake_late_max_ns
             .max(timing.woke_ns.saturating_sub(timing.start_ns));
         if end_ns > timing.start_ns + self.config.period_ns {
-            self.count_deadline_misses(1);
+            let cause = if end_ns - begin_ns > self.config.period_ns / 4 {
+                MissCause::Overrun
+            } else {
+                MissCause::LateWakeup
+            };
+            self.count_deadline_misses(cause, 1);
         }
         if self.window.periods >= self.window.target_periods {
             self.send_report(links);
@@ -585,9 +624,9 @@ impl<P: ActionPolicy> Controller<P> {
     }
 
     /// Counts periods that missed their deadline (late commands, skipped periods).
-    pub fn count_deadline_misses(&mut self, periods: u64) {
+    pub fn count_deadline_misses(&mut self, cause: MissCause, periods: u64) {
         self.window.deadline_misses += periods;
-        self.deadline_misses_total += periods;
+        self.deadline_misses_total.count(cause, periods);
     }
 
     fn send_report(&mut self, links: &mut ControlLinks<'_>) {
@@ -727,7 +766,7 @@ pub fn run_control_loop<P: ActionPolicy>(
         if late_ns >= period_ns {
             // Woke a whole period (or more) late: those periods had no command.
             let skipped = late_ns / period_ns;
-            controller.count_deadline_misses(skipped);
+            controller.count_deadline_misses(MissCause::LateWakeup, skipped);
             start_ns += skipped * period_ns;
         }
     }
@@ -738,11 +777,13 @@ mod tests {
     use super::*;
     use crate::msg::ObservationError;
 
-    /// action = [sum(obs), obs[0]]; refuses when `refuse` is set; NaN output when `nan`.
+    /// action = [sum(obs), obs[0]]; refuses when `refuse` is set; NaN output when `nan`; busy
+    /// for at least `busy_ns` per call.
     struct Sum {
         calls: usize,
         refuse: bool,
         nan: bool,
+        busy_ns: u64,
     }
 
     impl ActionPolicy for Sum {
@@ -760,6 +801,10 @@ mod tests {
         }
         fn act(&mut self, obs: &[f32], action: &mut [f32]) -> Result<(), PolicyRefused> {
             self.calls += 1;
+            let busy_until_ns = clock::monotonic_ns() + self.busy_ns;
+            while clock::monotonic_ns() < busy_until_ns {
+                std::hint::spin_loop();
+            }
             if self.refuse {
                 return Err(PolicyRefused);
             }
@@ -772,17 +817,61 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn controller(safe_action: SafeAction) -> Controller<Sum> {
+        controller_with_period(safe_action, MS)
+    }
+
+    fn controller_with_period(safe_action: SafeAction, period_ns: u64) -> Controller<Sum> {
         let policy = Sum {
             calls: 0,
             refuse: false,
             nan: false,
+            busy_ns: 0,
         };
         let config = ControlConfig {
-            period_ns: MS,
-            obs_timeout_ns: 20 * MS,
+            period_ns,
+            obs_timeout_ns: 20 * period_ns,
             safe_action,
         };
         Controller::new(policy, config).unwrap()
+    }
+
+    /// The queues between the control thread and a (here absent) DDS thread.
+    struct Queues {
+        commands: heapless::spsc::Queue<CommandPod, QUEUE_SLOTS>,
+        reports: heapless::spsc::Queue<WindowReport, 4>,
+        observations: heapless::spsc::Queue<ObservationPod, 2>,
+        waker: AtomicWaker,
+    }
+
+    impl Queues {
+        fn new() -> Self {
+            Self {
+                commands: heapless::spsc::Queue::new(),
+                reports: heapless::spsc::Queue::new(),
+                observations: heapless::spsc::Queue::new(),
+                waker: AtomicWaker::new(),
+            }
+        }
+
+        /// The control thread's links, and the DDS thread's ends of the command and report queues.
+        fn split(
+            &mut self,
+        ) -> (
+            ControlLinks<'_>,
+            Consumer<'_, CommandPod>,
+            Consumer<'_, WindowReport>,
+        ) {
+            let (_, obs_consumer) = self.observations.split();
+            let (cmd_producer, cmd_consumer) = self.commands.split();
+            let (report_producer, report_consumer) = self.reports.split();
+            let links = ControlLinks {
+                observations: obs_consumer,
+                commands: cmd_producer,
+                reports: report_producer,
+                dds_waker: &self.waker,
+            };
+            (links, cmd_consumer, report_consumer)
+        }
     }
 
     fn obs(values: &[f32], stamp: Option<u64>, received_ns: u64) -> ObservationPod {
@@ -944,21 +1033,8 @@ mod tests {
     #[test]
     fn a_full_window_sends_a_report_with_counts_and_quantiles() {
         let mut c = controller(SafeAction::Zero);
-        let mut commands: heapless::spsc::Queue<CommandPod, QUEUE_SLOTS> =
-            heapless::spsc::Queue::new();
-        let mut reports: heapless::spsc::Queue<WindowReport, 4> = heapless::spsc::Queue::new();
-        let mut observations: heapless::spsc::Queue<ObservationPod, 2> =
-            heapless::spsc::Queue::new();
-        let waker = AtomicWaker::new();
-        let (_, obs_consumer) = observations.split();
-        let (cmd_producer, mut cmd_consumer) = commands.split();
-        let (report_producer, mut report_consumer) = reports.split();
-        let mut links = ControlLinks {
-            observations: obs_consumer,
-            commands: cmd_producer,
-            reports: report_producer,
-            dds_waker: &waker,
-        };
+        let mut queues = Queues::new();
+        let (mut links, mut cmd_consumer, mut report_consumer) = queues.split();
         for k in 0..1000u64 {
             let now = clock::monotonic_ns();
             let timing = PeriodTiming {
@@ -980,5 +1056,52 @@ mod tests {
         assert_eq!(report.faults.total(), 0);
         assert!(report.compute_p50_ns <= report.compute_p99_ns);
         assert!(report.compute_p99_ns <= report.compute_max_ns);
+    }
+
+    /// A period's command handed over after the deadline is one miss; its cause is an overrun
+    /// when the decision took more than a quarter period, a late wake-up when it began late.
+    #[test]
+    fn deadline_misses_are_counted_by_cause() {
+        // A long period (a 25 ms budget), so that a preempted test thread cannot change a cause.
+        const PERIOD: u64 = 100 * MS;
+        let mut c = controller_with_period(SafeAction::Zero, PERIOD);
+        let mut queues = Queues::new();
+        let (mut links, _cmd_consumer, mut report_consumer) = queues.split();
+        // A period that started at `now + offset_ns` (a start in the future cannot miss).
+        let mut tick = |c: &mut Controller<Sum>, offset_ns: i64| {
+            let now = clock::monotonic_ns();
+            let start_ns = now.saturating_add_signed(offset_ns);
+            let timing = PeriodTiming {
+                start_ns,
+                woke_ns: start_ns,
+            };
+            let pod = obs(&[1.0, 0.0, 0.0], None, now);
+            c.tick(timing, Some(&pod), &mut links);
+        };
+        let on_time = PERIOD as i64;
+        tick(&mut c, on_time);
+        // Began two periods after its start and decided fast: a late wake-up.
+        tick(&mut c, -2 * PERIOD as i64);
+        // Began at 0.9 P and decided for 0.3 P, more than its quarter period: an overrun.
+        c.policy.busy_ns = 3 * PERIOD / 10;
+        tick(&mut c, -9 * PERIOD as i64 / 10);
+        c.policy.busy_ns = 0;
+        // Three whole periods slept through (the loop counts those).
+        c.count_deadline_misses(MissCause::LateWakeup, 3);
+        for _ in 0..7 {
+            tick(&mut c, on_time);
+        }
+        let report = report_consumer
+            .dequeue()
+            .expect("a full window of 10 periods");
+        assert_eq!(report.periods, 10);
+        assert_eq!(report.deadline_misses, 5);
+        assert_eq!(
+            report.deadline_misses_total,
+            MissCounts {
+                overrun: 1,
+                late_wakeup: 4
+            }
+        );
     }
 }

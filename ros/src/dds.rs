@@ -3,11 +3,12 @@
 //! Everything here runs on a DDS thread, never on a real-time one: ros2-client allocates and locks.
 
 use ros2_client::{
-    Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions, Publisher,
-    QosProfile, Subscription,
+    Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions, ParameterValue,
+    Publisher, QosProfile, Subscription,
 };
 
 use crate::msg::RosMessage;
+use crate::ros_args::ParamValue;
 
 /// Why a DDS entity could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -51,21 +52,56 @@ pub fn context(domain_id: u16) -> Result<Context, DdsError> {
         .map_err(|source| DdsError::Participant { domain_id, source })
 }
 
-/// A node named `name` in the root namespace, without rosout or parameter services (the node's
-/// parameters are its command line).
-pub fn node(context: &Context, name: &str) -> Result<Node, DdsError> {
-    let node_name = NodeName::new("/", name).map_err(|e| DdsError::BadName(name.to_owned(), e))?;
+/// A node named `name` in `namespace`, without rosout. With `parameters`, the node offers the
+/// ROS 2 parameter services (`ros2 param list|get|describe`) for them, read-only: a set request
+/// that changes a value is refused (the node reads its parameters once, at start). Without, it
+/// offers no parameter services.
+pub fn node(
+    context: &Context,
+    namespace: &str,
+    name: &str,
+    parameters: Option<&[(String, ParamValue)]>,
+) -> Result<Node, DdsError> {
+    let node_name = NodeName::new(namespace, name)
+        .map_err(|e| DdsError::BadName(format!("{namespace} {name}"), e))?;
+    let mut options = NodeOptions::new()
+        .enable_rosout(false)
+        .start_parameter_services(parameters.is_some());
+    if let Some(parameters) = parameters {
+        let values: Vec<(String, ParameterValue)> = parameters
+            .iter()
+            .map(|(name, value)| (name.clone(), parameter_value(value)))
+            .collect();
+        for (name, value) in &values {
+            options = options.declare_parameter(name, value.clone());
+        }
+        options = options.parameter_validator(Box::new(move |name, value| {
+            match values.iter().find(|(declared, _)| declared == name) {
+                Some((_, started)) if started == value => Ok(()),
+                Some(_) => Err(format!(
+                    "{name} is read at start only: restart the node with the new value \
+                     (--ros-args -p {name}:=<value>)"
+                )),
+                None => Err(format!("{name} is not a parameter of this node")),
+            }
+        }));
+    }
     context
-        .new_node(
-            node_name,
-            NodeOptions::new()
-                .enable_rosout(false)
-                .start_parameter_services(false),
-        )
+        .new_node(node_name, options)
         .map_err(|source| DdsError::Node {
             name: name.to_owned(),
             source,
         })
+}
+
+fn parameter_value(value: &ParamValue) -> ParameterValue {
+    match value {
+        ParamValue::Bool(b) => ParameterValue::Boolean(*b),
+        ParamValue::Integer(i) => ParameterValue::Integer(*i),
+        ParamValue::Double(d) => ParameterValue::Double(*d),
+        ParamValue::String(s) => ParameterValue::String(s.clone()),
+        ParamValue::Other(_) => ParameterValue::NotSet,
+    }
 }
 
 /// Parses a ROS 2 topic name such as `/sdac/observation` (DDS topic `rt/sdac/observation`).

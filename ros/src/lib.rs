@@ -12,6 +12,7 @@ pub mod peer;
 pub mod policy;
 pub mod qos;
 pub mod record;
+pub mod ros_args;
 pub mod timer;
 
 pub use msg::{

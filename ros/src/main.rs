@@ -1,17 +1,20 @@
 //! `sdac-node`: a trained SDAC policy as a ROS 2 node. See `sdac-node --help` and ros/README.md.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{Context, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use sdac_ros::clock;
 use sdac_ros::control::{ControlConfig, Controller, LoopConfig, SafeAction};
 use sdac_ros::node::{DdsEndpoints, NodeConfig, ObservationInput};
 use sdac_ros::policy::RuntimePolicy;
+use sdac_ros::ros_args::{self, ParamOverride, ParamSource, ParamValue, RosArgs};
 use sdac_ros::{bench, dds, timer};
 
 const AFTER_HELP: &str = "\
@@ -35,7 +38,34 @@ so a peer can measure observation-to-command latency on its own clock.
 Watchdog: an observation that is stale (older than --obs-timeout-ms), malformed, non-finite or
 of the wrong length gives the safe action for that period and counts a fault; no command is
 ever non-finite. The DDS domain is ROS_DOMAIN_ID (default 0). SIGINT/SIGTERM stop the node
-cleanly (exit 0).";
+cleanly (exit 0).
+
+ROS 2 arguments (as `ros2 run` and `ros2 launch` pass them): --ros-args [-r/--remap
+[<node>:]<from>:=<to>] [-p/--param [<node>:]<name>:=<value>] [--params-file <yaml>] [--]
+  -r __node:=<name> renames the node, -r __ns:=<namespace> puts it in a namespace, other remaps
+  rename topics. Parameters (each also an option above; giving both is an error): policy, rate,
+  obs_topic, cmd_topic, diag_topic, obs_timeout_ms, safe_action, seed, joint_state, record, cpu,
+  dds_cpu (-1: any CPU), spin_us, idle_poll, use_sim_time (no effect: the loop runs on
+  CLOCK_MONOTONIC). The node offers them read-only on the ROS 2 parameter services
+  (ros2 param list|get|describe); a set that changes a value is refused.";
+
+/// The node's ROS 2 parameters; each is also the command-line option of the same name.
+const PARAMETERS: [&str; 14] = [
+    "policy",
+    "rate",
+    "obs_topic",
+    "cmd_topic",
+    "diag_topic",
+    "obs_timeout_ms",
+    "safe_action",
+    "seed",
+    "joint_state",
+    "record",
+    "cpu",
+    "dds_cpu",
+    "spin_us",
+    "idle_poll",
+];
 
 /// SCHED_FIFO priority of the control thread.
 const CONTROL_PRIORITY: i32 = 80;
@@ -79,8 +109,8 @@ enum SafeActionArg {
 
 #[derive(clap::Args)]
 struct NodeArgs {
-    /// The policy artifact (safetensors, format v1).
-    #[arg(long, required = true)]
+    /// The policy artifact (safetensors, format v1). Required (here or as the ROS 2 parameter).
+    #[arg(long)]
     policy: Option<PathBuf>,
     /// Control rate in Hz: one command per period.
     #[arg(long, default_value_t = 1000.0)]
@@ -125,8 +155,48 @@ struct NodeArgs {
     idle_poll: bool,
 }
 
-fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let policy_path = args.policy.context("--policy is required")?;
+fn run_node(mut args: NodeArgs, matches: &ArgMatches, ros: &RosArgs) -> anyhow::Result<()> {
+    let given_on_command_line =
+        |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let original_name = args.node_name.clone();
+    if let Some(renamed) = ros.node_name(&original_name) {
+        if given_on_command_line("node_name") {
+            bail!(
+                "the node name is given twice: --node-name {original_name} and --ros-args -r \
+                 __node:={renamed}"
+            );
+        }
+        args.node_name = renamed.to_owned();
+    }
+    let namespace = ros.namespace(&original_name);
+    let mut use_sim_time = false;
+    for parameter in ros.parameters(&namespace, &args.node_name) {
+        if PARAMETERS.contains(&parameter.name.as_str()) && given_on_command_line(&parameter.name) {
+            bail!(
+                "{} is given twice: as --{} and as the ROS 2 parameter ({})",
+                parameter.name,
+                parameter.name.replace('_', "-"),
+                parameter.source
+            );
+        }
+        apply_parameter(&mut args, &parameter, &mut use_sim_time).with_context(|| {
+            format!(
+                "ROS 2 parameter {} = {} ({})",
+                parameter.name, parameter.value, parameter.source
+            )
+        })?;
+    }
+    for topic in [
+        &mut args.obs_topic,
+        &mut args.cmd_topic,
+        &mut args.diag_topic,
+    ] {
+        *topic = ros.resolve_topic(topic, &namespace, &args.node_name);
+    }
+    let parameters = parameter_values(&args, use_sim_time);
+    let policy_path = args
+        .policy
+        .context("--policy (or the ROS 2 parameter policy) is required")?;
     if !(args.rate.is_finite() && args.rate > 0.0) {
         anyhow::bail!("--rate must be a positive number of Hz, got {}", args.rate);
     }
@@ -182,6 +252,8 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     clock::setup_realtime_thread(DDS_PRIORITY, None);
     let endpoints = DdsEndpoints::create(NodeConfig {
         node_name: args.node_name,
+        namespace,
+        parameters,
         domain_id: dds::domain_id_from_env()?,
         obs_topic: args.obs_topic,
         cmd_topic: args.cmd_topic,
@@ -216,14 +288,152 @@ fn error_chain(error: &anyhow::Error) -> String {
     text
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+/// Sets the option of `args` that `parameter` names. A name that is not a parameter of the node
+/// is refused, unless it came from a wildcard section of a parameters file (shared by all nodes).
+fn apply_parameter(
+    args: &mut NodeArgs,
+    parameter: &ParamOverride,
+    use_sim_time: &mut bool,
+) -> anyhow::Result<()> {
+    let value = &parameter.value;
+    let wrong_type =
+        |expected: &str| anyhow::anyhow!("expected {expected}, got a {}", value.type_name());
+    let string = || match value {
+        ParamValue::String(s) => Ok(s.clone()),
+        _ => Err(wrong_type("a string")),
+    };
+    let number = || match value {
+        ParamValue::Double(d) => Ok(*d),
+        ParamValue::Integer(i) => Ok(*i as f64),
+        _ => Err(wrong_type("a number")),
+    };
+    let boolean = || match value {
+        ParamValue::Bool(b) => Ok(*b),
+        _ => Err(wrong_type("a bool")),
+    };
+    let cpu = || match value {
+        ParamValue::Integer(-1) => Ok(None),
+        ParamValue::Integer(i) => usize::try_from(*i)
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("expected a CPU number or -1 (any CPU)")),
+        _ => Err(wrong_type("an integer")),
+    };
+    match parameter.name.as_str() {
+        "policy" => args.policy = Some(PathBuf::from(string()?)),
+        "rate" => args.rate = number()?,
+        "obs_topic" => args.obs_topic = string()?,
+        "cmd_topic" => args.cmd_topic = string()?,
+        "diag_topic" => args.diag_topic = string()?,
+        "obs_timeout_ms" => args.obs_timeout_ms = number()?,
+        "safe_action" => {
+            args.safe_action = SafeActionArg::from_str(&string()?, false)
+                .map_err(|_| anyhow::anyhow!("expected \"zero\" or \"hold\""))?;
+        }
+        "seed" => {
+            args.seed = match value {
+                ParamValue::Integer(i) => u64::try_from(*i)
+                    .map_err(|_| anyhow::anyhow!("expected a non-negative integer"))?,
+                _ => return Err(wrong_type("an integer")),
+            };
+        }
+        "joint_state" => args.joint_state = boolean()?,
+        "record" => {
+            let path = string()?;
+            args.record = (!path.is_empty()).then(|| PathBuf::from(path));
+        }
+        "cpu" => args.cpu = cpu()?,
+        "dds_cpu" => args.dds_cpu = cpu()?,
+        "spin_us" => args.spin_us = number()?,
+        "idle_poll" => args.idle_poll = boolean()?,
+        "use_sim_time" => {
+            *use_sim_time = boolean()?;
+            if *use_sim_time {
+                eprintln!(
+                    "sdac-node: use_sim_time has no effect: the control loop runs on CLOCK_MONOTONIC"
+                );
+            }
+        }
+        other => {
+            if !matches!(parameter.source, ParamSource::File { exact: false, .. }) {
+                bail!(
+                    "{other} is not a parameter of sdac-node (its parameters: {}, use_sim_time)",
+                    PARAMETERS.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values the node runs with, as ROS 2 parameters (a CPU of -1 is "any", an empty record
+/// path "none").
+fn parameter_values(args: &NodeArgs, use_sim_time: bool) -> Vec<(String, ParamValue)> {
+    let cpu = |cpu: Option<usize>| {
+        ParamValue::Integer(cpu.map_or(-1, |cpu| i64::try_from(cpu).unwrap_or(i64::MAX)))
+    };
+    let path = |path: Option<&PathBuf>| {
+        ParamValue::String(path.map_or(String::new(), |p| p.display().to_string()))
+    };
+    let values = [
+        ("policy", path(args.policy.as_ref())),
+        ("rate", ParamValue::Double(args.rate)),
+        ("obs_topic", ParamValue::String(args.obs_topic.clone())),
+        ("cmd_topic", ParamValue::String(args.cmd_topic.clone())),
+        ("diag_topic", ParamValue::String(args.diag_topic.clone())),
+        ("obs_timeout_ms", ParamValue::Double(args.obs_timeout_ms)),
+        (
+            "safe_action",
+            ParamValue::String(
+                match args.safe_action {
+                    SafeActionArg::Zero => "zero",
+                    SafeActionArg::Hold => "hold",
+                }
+                .to_owned(),
+            ),
+        ),
+        (
+            "seed",
+            i64::try_from(args.seed).map_or_else(
+                |_| ParamValue::String(args.seed.to_string()),
+                ParamValue::Integer,
+            ),
+        ),
+        ("joint_state", ParamValue::Bool(args.joint_state)),
+        ("record", path(args.record.as_ref())),
+        ("cpu", cpu(args.cpu)),
+        ("dds_cpu", cpu(args.dds_cpu)),
+        ("spin_us", ParamValue::Double(args.spin_us)),
+        ("idle_poll", ParamValue::Bool(args.idle_poll)),
+        ("use_sim_time", ParamValue::Bool(use_sim_time)),
+    ];
+    values
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+}
+
+fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
+    // `bench` passes the arguments after `--` (ROS 2 ones included) to the node it starts.
+    let subcommand = argv.get(1).is_some_and(|a| a == "bench" || a == "timer");
+    let (own, ros) = if subcommand {
+        (argv, RosArgs::default())
+    } else {
+        ros_args::split(argv)?
+    };
+    let matches = Cli::command().get_matches_from(own);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match cli.command {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Timer(args)) => timer::run(args),
-        None => run_node(cli.node),
-    };
-    match result {
+        None => run_node(cli.node, &matches, &ros),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sdac-node: error: {}", error_chain(&e));

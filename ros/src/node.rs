@@ -29,6 +29,7 @@ use crate::msg::{
 };
 use crate::qos;
 use crate::record::{Channel, RecordError, Recorder};
+use crate::ros_args::ParamValue;
 
 /// The label of a command's dimension (`action;stamp=<s>` when it answers a stamped
 /// observation).
@@ -75,6 +76,10 @@ pub enum ObservationInput {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub node_name: String,
+    /// The node's namespace, absolute (`/` for none).
+    pub namespace: String,
+    /// The values the node runs with, offered read-only through the ROS 2 parameter services.
+    pub parameters: Vec<(String, ParamValue)>,
     pub domain_id: u16,
     pub obs_topic: String,
     pub cmd_topic: String,
@@ -162,7 +167,12 @@ impl DdsEndpoints {
         // RustDDS starts its threads with the participant: they inherit the pinning.
         let context =
             clock::with_threads_on_cpu(config.dds_cpu, || dds::context(config.domain_id))??;
-        let mut node = dds::node(&context, &config.node_name)?;
+        let mut node = dds::node(
+            &context,
+            &config.namespace,
+            &config.node_name,
+            Some(&config.parameters),
+        )?;
         let observations = match config.input {
             ObservationInput::Float64MultiArray => ObservationSubscription::Array(
                 dds::subscription(&mut node, &config.obs_topic, qos::SENSOR_DATA)?,
@@ -331,7 +341,15 @@ fn diagnostics_message(
         ("deadline_misses", report.deadline_misses.to_string()),
         (
             "deadline_misses_total",
-            report.deadline_misses_total.to_string(),
+            report.deadline_misses_total.total().to_string(),
+        ),
+        (
+            "deadline_misses_overrun_total",
+            report.deadline_misses_total.overrun.to_string(),
+        ),
+        (
+            "deadline_misses_late_wakeup_total",
+            report.deadline_misses_total.late_wakeup.to_string(),
         ),
         ("commands_policy", report.sources.policy.to_string()),
         ("commands_repeat", report.sources.repeat.to_string()),

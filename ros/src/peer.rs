@@ -97,7 +97,12 @@ fn lock(received: &Mutex<Received>) -> MutexGuard<'_, Received> {
 impl Peer {
     pub fn start(domain_id: u16, topics: &PeerTopics) -> Result<Self, DdsError> {
         let context = dds::context(domain_id)?;
-        let mut node = dds::node(&context, &format!("sdac_peer_{}", std::process::id()))?;
+        let mut node = dds::node(
+            &context,
+            "/",
+            &format!("sdac_peer_{}", std::process::id()),
+            None,
+        )?;
         let observations = dds::publisher(&mut node, &topics.obs, qos::SENSOR_DATA)?;
         let commands: Subscription<Float64MultiArray> =
             dds::subscription(&mut node, &topics.cmd, qos::COMMAND)?;

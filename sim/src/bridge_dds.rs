@@ -92,7 +92,7 @@ impl DdsTransport {
             None => None,
         };
         let context = dds::context(topics.domain_id)?;
-        let mut node = dds::node(&context, &topics.node_name)?;
+        let mut node = dds::node(&context, "/", &topics.node_name, None)?;
         let observations =
             dds::publisher::<Float64MultiArray>(&mut node, &topics.obs_topic, qos::SENSOR_DATA)?;
         let subscription =

@@ -123,13 +123,20 @@ fn node_drives_the_bridge_with_in_process_returns() {
     assert!(p99_us.is_finite() && p99_us > 0.0, "{report}");
     // The node reported its deadline misses on /diagnostics while it ran; the bridge kept the
     // newest report.
-    let deadline_misses: u64 = report["controller_diagnostics"]["deadline_misses_total"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no diagnostics from the node in {report}"))
-        .parse()
-        .unwrap();
+    let diagnostic = |key: &str| -> u64 {
+        report["controller_diagnostics"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} from the node in {report}"))
+            .parse()
+            .unwrap()
+    };
+    let deadline_misses = diagnostic("deadline_misses_total");
+    let overruns = diagnostic("deadline_misses_overrun_total");
+    let late_wakeups = diagnostic("deadline_misses_late_wakeup_total");
+    // Every miss has exactly one cause.
+    assert_eq!(overruns + late_wakeups, deadline_misses, "{report}");
     println!(
-        "node deadline misses {deadline_misses}; bridge obs->command latency p50 {} us p99 {p99_us} us max {} us",
+        "node deadline misses {deadline_misses} ({overruns} overrun, {late_wakeups} late wake-up); bridge obs->command latency p50 {} us p99 {p99_us} us max {} us",
         latency["p50_us"], latency["max_us"]
     );
 

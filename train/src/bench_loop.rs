@@ -242,6 +242,14 @@ fn print_table(
         ("bridge step overruns", report.step_overruns.to_string()),
         ("node deadline misses", diagnostic("deadline_misses_total")),
         (
+            "node deadline misses: overrun / late wake-up",
+            format!(
+                "{} / {}",
+                diagnostic("deadline_misses_overrun_total"),
+                diagnostic("deadline_misses_late_wakeup_total")
+            ),
+        ),
+        (
             "timer probe before the loop (s)",
             args.probe_seconds.to_string(),
         ),

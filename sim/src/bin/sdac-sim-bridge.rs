@@ -189,8 +189,10 @@ fn print_summary(report: &BridgeReport) {
     if let Some(diagnostics) = &report.controller_diagnostics {
         let value = |key: &str| diagnostics.get(key).map_or("?", String::as_str);
         println!(
-            "controller: {} deadline misses, compute p99 {} us",
+            "controller: {} deadline misses ({} overrun, {} late wake-up), compute p99 {} us",
             value("deadline_misses_total"),
+            value("deadline_misses_overrun_total"),
+            value("deadline_misses_late_wakeup_total"),
             value("compute_p99_us")
         );
     }
