@@ -441,3 +441,84 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_args(argv: &[&str]) -> NodeArgs {
+        Cli::try_parse_from(argv).unwrap().node
+    }
+
+    /// Every parameter the node offers can be given back to it and changes nothing: the list
+    /// of names, the offered values and the parser agree.
+    #[test]
+    fn offered_parameters_round_trip_through_the_parser() {
+        let args = node_args(&[
+            "sdac-node",
+            "--policy",
+            "p.safetensors",
+            "--rate",
+            "250",
+            "--safe-action",
+            "hold",
+            "--cpu",
+            "1",
+            "--record",
+            "run.mcap",
+            "--seed",
+            "7",
+        ]);
+        let offered = parameter_values(&args, false);
+        let names: Vec<&str> = offered.iter().map(|(name, _)| name.as_str()).collect();
+        let mut expected: Vec<&str> = PARAMETERS.to_vec();
+        expected.push("use_sim_time");
+        assert_eq!(names, expected);
+
+        let mut fresh = node_args(&["sdac-node"]);
+        let mut use_sim_time = true;
+        for (name, value) in &offered {
+            let parameter = ParamOverride {
+                name: name.clone(),
+                value: value.clone(),
+                source: ParamSource::CommandLine,
+            };
+            apply_parameter(&mut fresh, &parameter, &mut use_sim_time).unwrap();
+        }
+        assert_eq!(parameter_values(&fresh, use_sim_time), offered);
+    }
+
+    #[test]
+    fn parameters_of_the_wrong_type_or_unknown_are_refused() {
+        let mut args = node_args(&["sdac-node"]);
+        let mut use_sim_time = false;
+        let mut apply = |name: &str, value: ParamValue, source: ParamSource| {
+            let parameter = ParamOverride {
+                name: name.to_owned(),
+                value,
+                source,
+            };
+            apply_parameter(&mut args, &parameter, &mut use_sim_time).map_err(|e| e.to_string())
+        };
+        let from_file = |exact| ParamSource::File {
+            path: "p.yaml".into(),
+            exact,
+        };
+        assert_eq!(
+            apply("rate", ParamValue::Bool(true), ParamSource::CommandLine),
+            Err("expected a number, got a bool".to_owned())
+        );
+        assert!(
+            apply("safe_action", ParamValue::String("brake".into()), ParamSource::CommandLine)
+                .is_err()
+        );
+        assert!(apply("seed", ParamValue::Integer(-1), ParamSource::CommandLine).is_err());
+        assert!(apply("dds_cpu", ParamValue::Integer(-5), ParamSource::CommandLine).is_err());
+        assert!(apply("ratee", ParamValue::Double(1.0), ParamSource::CommandLine).is_err());
+        assert!(apply("ratee", ParamValue::Double(1.0), from_file(true)).is_err());
+        // A wildcard section is shared by every node of a launch: other nodes' names pass.
+        assert!(apply("ratee", ParamValue::Double(1.0), from_file(false)).is_ok());
+        assert!(apply("rate", ParamValue::Integer(500), from_file(false)).is_ok());
+        assert_eq!(args.rate, 500.0);
+    }
+}

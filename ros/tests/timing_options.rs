@@ -147,6 +147,15 @@ fn timer_probe_reports_every_cpu_and_refuses_bad_arguments() {
             (cpu.late_max_us >= 1000.0) == (cpu.missed_periods > 0),
             "{cpu:?}"
         );
+        // Every wake-up that skipped periods was also more than a quarter period late.
+        assert!(
+            (cpu.late_max_us > 250.0) == (cpu.late_over_quarter_period > 0),
+            "{cpu:?}"
+        );
+        assert!(cpu.late_over_quarter_period <= cpu.wakeups, "{cpu:?}");
+        if cpu.missed_periods > 0 {
+            assert!(cpu.late_over_quarter_period > 0, "{cpu:?}");
+        }
     }
     let table = String::from_utf8_lossy(&output.stdout);
     assert_eq!(table.lines().count(), 2 + report.cpus.len(), "{table}");

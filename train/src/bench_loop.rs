@@ -148,6 +148,7 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
 struct CpuProbe {
     cpu: u64,
     missed_periods: u64,
+    late_over_quarter_period: u64,
     late_p99_us: f64,
     late_max_us: f64,
 }
@@ -184,6 +185,7 @@ fn probe_timer(node: &Path, rate: &str, seconds: u64) -> anyhow::Result<Vec<CpuP
             Ok(CpuProbe {
                 cpu: field(cpu, "cpu")? as u64,
                 missed_periods: field(cpu, "missed_periods")? as u64,
+                late_over_quarter_period: field(cpu, "late_over_quarter_period")? as u64,
                 late_p99_us: field(cpu, "late_p99_us")?,
                 late_max_us: field(cpu, "late_max_us")?,
             })
@@ -256,6 +258,10 @@ fn print_table(
         (
             "timer probe missed periods",
             per_cpu(&|cpu| cpu.missed_periods.to_string()),
+        ),
+        (
+            "timer probe wake-ups > 1/4 period late",
+            per_cpu(&|cpu| cpu.late_over_quarter_period.to_string()),
         ),
         (
             "timer probe late p99 / max (us)",
