@@ -354,12 +354,17 @@ fn apply_parameter(
             }
         }
         other => {
+            let known = PARAMETERS.join(", ");
             if !matches!(parameter.source, ParamSource::File { exact: false, .. }) {
-                bail!(
-                    "{other} is not a parameter of sdac-node (its parameters: {}, use_sim_time)",
-                    PARAMETERS.join(", ")
-                );
+                bail!("{other} is not a parameter of sdac-node (its parameters: {known}, use_sim_time)");
             }
+            // Shared by every node, and where launch_ros writes a node's parameters when it does
+            // not know its full name: ignored, but said, in case of a typo.
+            eprintln!(
+                "sdac-node: ignoring {other} from a wildcard section of {}: not a parameter of \
+                 sdac-node (its parameters: {known}, use_sim_time)",
+                parameter.source
+            );
         }
     }
     Ok(())

@@ -409,7 +409,7 @@ fn diagnostics_message(
             level,
             name: DIAGNOSTIC_NAME.to_owned(),
             message,
-            hardware_id: config.node_name.clone(),
+            hardware_id: crate::ros_args::fully_qualified(&config.namespace, &config.node_name),
             values: pairs
                 .into_iter()
                 .map(|(key, value)| KeyValue {

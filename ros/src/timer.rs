@@ -6,8 +6,8 @@
 //! missed, the rule the node's control loop counts its own deadline misses by. A machine where
 //! this probe misses periods cannot hold the control rate with any program, the node included.
 //! It also counts wake-ups more than a quarter period late: the node decides at the latest at
-//! three quarters of a period, so a wake-up that late at its decision point misses too. The
-//! node's late wake-ups lie between the two counts (per second) when only the machine delays it.
+//! three quarters of a period, so a wake-up that late at its decision point misses too.
+//! `--idle-poll` keeps idle CPUs polling while it runs, as the node's option of that name does.
 
 use std::path::PathBuf;
 
@@ -27,6 +27,10 @@ pub struct TimerArgs {
     /// SCHED_FIFO priority of the probe threads (the node's control thread runs at 80).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(i32).range(1..=99))]
     pub priority: i32,
+    /// Keep idle CPUs polling instead of halting while the probe runs (as `sdac-node
+    /// --idle-poll` does: /dev/cpu_dma_latency held at 0; needs root).
+    #[arg(long)]
+    pub idle_poll: bool,
     /// Also write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -53,11 +57,18 @@ pub struct CpuTimer {
 pub struct TimerReport {
     pub rate_hz: f64,
     pub seconds: f64,
+    /// Whether idle CPUs were kept polling.
+    pub idle_poll: bool,
     pub cpus: Vec<CpuTimer>,
 }
 
 /// Runs the probe on every allowed CPU at once and returns what each saw.
-pub fn probe(rate_hz: f64, seconds: f64, priority: i32) -> anyhow::Result<TimerReport> {
+pub fn probe(
+    rate_hz: f64,
+    seconds: f64,
+    priority: i32,
+    idle_poll: bool,
+) -> anyhow::Result<TimerReport> {
     if !(rate_hz.is_finite() && rate_hz > 0.0 && rate_hz <= 100_000.0) {
         bail!("--rate must be a number of Hz in (0, 100000], got {rate_hz}");
     }
@@ -67,6 +78,10 @@ pub fn probe(rate_hz: f64, seconds: f64, priority: i32) -> anyhow::Result<TimerR
     let period_ns = (1e9 / rate_hz).round() as u64;
     let wakeups = (seconds * rate_hz).ceil() as usize;
     let cpus = clock::allowed_cpus().context("listing the CPUs this process may use")?;
+    let _idle_poll = idle_poll
+        .then(clock::IdlePoll::request)
+        .transpose()
+        .context("--idle-poll: opening /dev/cpu_dma_latency")?;
     let threads: Vec<_> = cpus
         .into_iter()
         .map(|cpu| {
@@ -87,6 +102,7 @@ pub fn probe(rate_hz: f64, seconds: f64, priority: i32) -> anyhow::Result<TimerR
     Ok(TimerReport {
         rate_hz,
         seconds,
+        idle_poll,
         cpus,
     })
 }
@@ -134,10 +150,17 @@ fn probe_cpu(
 /// `sdac-node timer`: runs the probe, prints a table, writes the JSON when asked.
 pub fn run(args: TimerArgs) -> anyhow::Result<()> {
     eprintln!(
-        "timer probe: one SCHED_FIFO {} thread per CPU at {} Hz for {} s",
-        args.priority, args.rate, args.seconds
+        "timer probe: one SCHED_FIFO {} thread per CPU at {} Hz for {} s{}",
+        args.priority,
+        args.rate,
+        args.seconds,
+        if args.idle_poll {
+            ", idle CPUs polling"
+        } else {
+            ""
+        }
     );
-    let report = probe(args.rate, args.seconds, args.priority)?;
+    let report = probe(args.rate, args.seconds, args.priority, args.idle_poll)?;
     println!(
         "| CPU | SCHED_FIFO | wake-ups | missed periods | wake-ups > 1/4 period late | late p50 / p99 / max (us) |"
     );

@@ -159,6 +159,26 @@ fn timer_probe_reports_every_cpu_and_refuses_bad_arguments() {
     }
     let table = String::from_utf8_lossy(&output.stdout);
     assert_eq!(table.lines().count(), 2 + report.cpus.len(), "{table}");
+    assert!(!report.idle_poll);
+
+    // With idle CPUs polling where this user may ask for it; a clear refusal where not.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sdac-node"))
+        .args(["timer", "--rate", "1000", "--seconds", "0.1", "--idle-poll", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        let report: sdac_ros::timer::TimerReport =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert!(report.idle_poll);
+        assert!(report.cpus.iter().all(|cpu| cpu.wakeups == 100));
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--idle-poll: opening /dev/cpu_dma_latency"),
+            "{stderr}"
+        );
+    }
 
     for (arg, message) in [
         ("--rate=0", "--rate must be"),

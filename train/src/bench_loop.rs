@@ -36,7 +36,8 @@ pub struct LoopBenchArgs {
     /// Pin the bridge's threads to this CPU (its `--cpu`).
     #[arg(long)]
     bridge_cpu: Option<usize>,
-    /// Seconds of `sdac-node timer` before the loop (0: no probe).
+    /// Seconds of `sdac-node timer` before the loop (0: no probe). The probe keeps idle CPUs
+    /// polling when the node arguments do (`--idle-poll`), so that it sees the same machine.
     #[arg(long, default_value_t = 10)]
     probe_seconds: u64,
     /// Arguments passed on to `sdac-node` (after `--`, e.g. `-- --cpu 1 --dds-cpu 1`).
@@ -72,7 +73,10 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
     let rate = args.rate.to_string();
     let seed = args.seed.to_string();
     let probe = (args.probe_seconds > 0)
-        .then(|| probe_timer(&node, &rate, args.probe_seconds))
+        .then(|| {
+            let idle_poll = args.node_args.iter().any(|a| a == "--idle-poll");
+            probe_timer(&node, &rate, args.probe_seconds, idle_poll)
+        })
         .transpose()?;
 
     let mut node_process = KillOnDrop(
@@ -154,12 +158,18 @@ struct CpuProbe {
 }
 
 /// Runs `sdac-node timer` at `rate` for `seconds` and reads its per-CPU results.
-fn probe_timer(node: &Path, rate: &str, seconds: u64) -> anyhow::Result<Vec<CpuProbe>> {
+fn probe_timer(
+    node: &Path,
+    rate: &str,
+    seconds: u64,
+    idle_poll: bool,
+) -> anyhow::Result<Vec<CpuProbe>> {
     let json_path =
         std::env::temp_dir().join(format!("sdac-bench-timer-{}.json", std::process::id()));
     eprintln!("bench loop: probing the machine's timer for {seconds} s (sdac-node timer)");
     let status = Command::new(node)
         .args(["timer", "--rate", rate, "--seconds", &seconds.to_string()])
+        .args(idle_poll.then_some("--idle-poll"))
         .arg("--json")
         .arg(&json_path)
         .stdout(Stdio::null())

@@ -70,6 +70,8 @@ struct BridgeReport {
     bad_commands: u64,
     command_timeouts: u64,
     command_latency: Latency,
+    /// The node's newest `/diagnostics` values.
+    controller_diagnostics: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +196,19 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     println!(
         "bridge: {} bad commands, {} command timeouts",
         sil.bad_commands, sil.command_timeouts
+    );
+    let diagnostic = |key: &str| {
+        sil.controller_diagnostics
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map_or("?", String::as_str)
+    };
+    println!(
+        "node: {} deadline misses ({} overrun, {} late wake-up), compute p99 {} us",
+        diagnostic("deadline_misses_total"),
+        diagnostic("deadline_misses_overrun_total"),
+        diagnostic("deadline_misses_late_wakeup_total"),
+        diagnostic("compute_p99_us")
     );
     Ok(())
 }
