@@ -53,7 +53,7 @@ pub fn context(domain_id: u16) -> Result<Context, DdsError> {
 }
 
 /// A node named `name` in `namespace`, without rosout. With `parameters`, the node offers the
-/// ROS 2 parameter services (`ros2 param list|get|describe`) for them, read-only: a set request
+/// ROS 2 parameter services (`ros2 param list|get`) for them, read-only: a set request
 /// that changes a value is refused (the node reads its parameters once, at start). Without, it
 /// offers no parameter services.
 pub fn node(

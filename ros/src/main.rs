@@ -47,7 +47,7 @@ ROS 2 arguments (as `ros2 run` and `ros2 launch` pass them): --ros-args [-r/--re
   obs_topic, cmd_topic, diag_topic, obs_timeout_ms, safe_action, seed, joint_state, record, cpu,
   dds_cpu (-1: any CPU), spin_us, idle_poll, use_sim_time (no effect: the loop runs on
   CLOCK_MONOTONIC). The node offers them read-only on the ROS 2 parameter services
-  (ros2 param list|get|describe); a set that changes a value is refused.";
+  (ros2 param list|get); a set that changes a value is refused.";
 
 /// The node's ROS 2 parameters; each is also the command-line option of the same name.
 const PARAMETERS: [&str; 14] = [
@@ -356,7 +356,9 @@ fn apply_parameter(
         other => {
             let known = PARAMETERS.join(", ");
             if !matches!(parameter.source, ParamSource::File { exact: false, .. }) {
-                bail!("{other} is not a parameter of sdac-node (its parameters: {known}, use_sim_time)");
+                bail!(
+                    "{other} is not a parameter of sdac-node (its parameters: {known}, use_sim_time)"
+                );
             }
             // Shared by every node, and where launch_ros writes a node's parameters when it does
             // not know its full name: ignored, but said, in case of a typo.
@@ -514,8 +516,12 @@ mod tests {
             Err("expected a number, got a bool".to_owned())
         );
         assert!(
-            apply("safe_action", ParamValue::String("brake".into()), ParamSource::CommandLine)
-                .is_err()
+            apply(
+                "safe_action",
+                ParamValue::String("brake".into()),
+                ParamSource::CommandLine
+            )
+            .is_err()
         );
         assert!(apply("seed", ParamValue::Integer(-1), ParamSource::CommandLine).is_err());
         assert!(apply("dds_cpu", ParamValue::Integer(-5), ParamSource::CommandLine).is_err());

@@ -163,7 +163,15 @@ fn timer_probe_reports_every_cpu_and_refuses_bad_arguments() {
 
     // With idle CPUs polling where this user may ask for it; a clear refusal where not.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sdac-node"))
-        .args(["timer", "--rate", "1000", "--seconds", "0.1", "--idle-poll", "--json"])
+        .args([
+            "timer",
+            "--rate",
+            "1000",
+            "--seconds",
+            "0.1",
+            "--idle-poll",
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
