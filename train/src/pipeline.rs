@@ -265,6 +265,8 @@ fn sim_in_the_loop(
     let mut bridge_command = Command::new(bridge);
     bridge_command.args(["--env", &args.env, "--lockstep", "--episodes", episodes]);
     bridge_command.args(["--seed", &seed]);
+    // The node's /diagnostics (deadline misses by cause, compute time) go into the report.
+    bridge_command.args(["--diag-topic", "/diagnostics"]);
     bridge_command.arg("--report").arg(report);
     bridge_command.env("ROS_DOMAIN_ID", &domain);
     let mut node_command = Command::new(node);
