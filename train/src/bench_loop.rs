@@ -36,6 +36,11 @@ pub struct LoopBenchArgs {
     /// Pin the bridge's threads to this CPU (its `--cpu`).
     #[arg(long)]
     bridge_cpu: Option<usize>,
+    /// SCHED_FIFO priority of the bridge's stepping thread, its DDS threads 10 below (its
+    /// `--realtime-priority`; 0: SCHED_OTHER). The node's control thread runs at 80, its DDS
+    /// threads at 70.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(i32).range(0..=99))]
+    bridge_priority: i32,
     /// Seconds of `sdac-node timer` before the loop (0: no probe). The probe keeps idle CPUs
     /// polling when the node arguments do (`--idle-poll`), so that it sees the same machine.
     #[arg(long, default_value_t = 10)]
@@ -98,6 +103,7 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
             .args(["--episodes", &u32::MAX.to_string()])
             .args(["--max-steps", &steps.to_string()])
             .args(["--diag-topic", "/diagnostics"])
+            .args(["--realtime-priority", &args.bridge_priority.to_string()])
             .args(
                 args.bridge_cpu
                     .iter()
@@ -237,6 +243,7 @@ fn print_table(
             args.bridge_cpu
                 .map_or("any".to_owned(), |cpu| cpu.to_string()),
         ),
+        ("bridge SCHED_FIFO priority", args.bridge_priority.to_string()),
         ("wall time (s)", format!("{:.1}", elapsed.as_secs_f64())),
         ("bridge steps", report.steps.to_string()),
         ("episodes finished", report.episodes.len().to_string()),
