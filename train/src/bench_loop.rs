@@ -243,7 +243,10 @@ fn print_table(
             args.bridge_cpu
                 .map_or("any".to_owned(), |cpu| cpu.to_string()),
         ),
-        ("bridge SCHED_FIFO priority", args.bridge_priority.to_string()),
+        (
+            "bridge SCHED_FIFO priority",
+            args.bridge_priority.to_string(),
+        ),
         ("wall time (s)", format!("{:.1}", elapsed.as_secs_f64())),
         ("bridge steps", report.steps.to_string()),
         ("episodes finished", report.episodes.len().to_string()),
