@@ -65,6 +65,12 @@ pub fn bench_loop(args: &LoopBenchArgs) -> anyhow::Result<()> {
     if !(args.rate.is_finite() && args.rate > 0.0) {
         bail!("--rate must be a positive number of Hz, got {}", args.rate);
     }
+    if args.seconds == 0 {
+        bail!("--seconds must be at least 1");
+    }
+    if !args.policy.is_file() {
+        bail!("--policy {} is not a file", args.policy.display());
+    }
     let exe = std::env::current_exe().context("locating the sdac binary")?;
     let bin_dir = exe.parent().unwrap_or(Path::new("."));
     let bridge = sibling(bin_dir, "sdac-sim-bridge")?;

@@ -331,3 +331,37 @@ fn bench_runtime_times_every_engine_in_rounds_and_refuses_bad_counts() {
         assert!(stderr(&output).contains(message), "{}", stderr(&output));
     }
 }
+
+#[test]
+fn bench_loop_refuses_bad_arguments_before_starting_anything() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/policies/InvertedPendulum-v5-sdac-seed0/student-k1.safetensors")
+        .display()
+        .to_string();
+    for (bad, message) in [
+        (["--rate", "0"], "--rate must be a positive number"),
+        (["--rate", "NaN"], "--rate must be a positive number"),
+        (["--seconds", "0"], "--seconds must be at least 1"),
+        (["--bridge-priority", "100"], "--bridge-priority"),
+    ] {
+        let output = sdac(&[&["bench", "loop", "--policy", &fixture][..], &bad[..]].concat());
+        assert!(!output.status.success(), "{bad:?} was accepted");
+        assert!(
+            stderr(&output).contains(message),
+            "{bad:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = sdac(&[
+        "bench",
+        "loop",
+        "--policy",
+        "/nonexistent/policy.safetensors",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("/nonexistent/policy.safetensors is not a file"),
+        "{}",
+        stderr(&output)
+    );
+}
