@@ -76,7 +76,7 @@ impl ParamValue {
         Some(match yaml {
             Yaml::Boolean(b) => ParamValue::Bool(*b),
             Yaml::Integer(i) => ParamValue::Integer(*i),
-            Yaml::Real(text) => ParamValue::Double(yaml.as_f64().or_else(|| text.parse().ok())?),
+            Yaml::Real(_) => ParamValue::Double(yaml.as_f64()?),
             Yaml::String(s) => ParamValue::String(s.clone()),
             Yaml::Array(items) => ParamValue::Other(match items.first() {
                 Some(Yaml::Boolean(_)) => "bool array",
@@ -325,26 +325,32 @@ fn collect_sections(
     Ok(())
 }
 
-/// Parameter names of nested maps joined by `.`, as ROS 2 names them.
+/// Parameter names of nested maps joined by `.`, as ROS 2 names them; `prefix` is the name of
+/// the map `yaml` (empty at `ros__parameters` itself).
 fn flatten_parameters(
     yaml: &Yaml,
     prefix: &str,
     out: &mut Vec<(String, ParamValue)>,
 ) -> Result<(), String> {
+    let at = if prefix.is_empty() {
+        "ros__parameters".to_owned()
+    } else {
+        format!("ros__parameters.{prefix}")
+    };
     let Yaml::Hash(map) = yaml else {
-        return Err(format!("ros__parameters{prefix}: expected a map"));
+        return Err(format!("{at}: expected a map"));
     };
     for (key, value) in map {
         let key = key
             .as_str()
-            .ok_or_else(|| format!("ros__parameters{prefix}: a key is not a string"))?;
+            .ok_or_else(|| format!("{at}: a key is not a string"))?;
         let name = if prefix.is_empty() {
             key.to_owned()
         } else {
-            format!("{}.{key}", &prefix[1..])
+            format!("{prefix}.{key}")
         };
         if let Yaml::Hash(_) = value {
-            flatten_parameters(value, &format!(".{name}"), out)?;
+            flatten_parameters(value, &name, out)?;
         } else {
             let value = ParamValue::from_yaml(value)
                 .ok_or_else(|| format!("parameter {name}: not a ROS 2 parameter value"))?;
@@ -383,11 +389,6 @@ pub fn fully_qualified(namespace: &str, name: &str) -> String {
 }
 
 impl RosArgs {
-    /// Whether any ROS 2 argument was given.
-    pub fn is_empty(&self) -> bool {
-        self.remaps.is_empty() && self.params.is_empty() && self.files.is_empty()
-    }
-
     fn applies_to(rule_node: &Option<String>, node_name: &str) -> bool {
         rule_node.as_deref().is_none_or(|n| n == node_name)
     }
@@ -512,7 +513,7 @@ mod tests {
 
         let (own, ros) = split(args("sdac-node --policy p.safetensors")).unwrap();
         assert_eq!(own.len(), 3);
-        assert!(ros.is_empty());
+        assert_eq!(ros, RosArgs::default());
         assert_eq!(ros.namespace("sdac_node"), "/");
         assert_eq!(ros.node_name("sdac_node"), None);
     }

@@ -61,12 +61,7 @@ fn cyclone_dds_peer_gets_the_runtimes_actions_from_the_node() {
         .args(["--rate", "200", "--seed", &NOISE_SEED.to_string()]);
     let mut node = Spawned::start("sdac-node", node_cmd, &dir.path().join("node.log")).unwrap();
     let result = run_cyclone_peer(dir.path(), &domain, &sent, &[], &node);
-    let node_status = node.terminate(Duration::from_secs(10)).unwrap();
-    assert!(
-        node_status.success(),
-        "node: {node_status}\n{}",
-        node.output()
-    );
+    stop_node(&mut node);
     assert_eq!(result["answered"].as_u64(), Some(sent.len() as u64));
     assert_eq!(result["non_finite_commands"], 0, "{result}");
     let answers = result["answers"].as_array().unwrap();
@@ -107,6 +102,16 @@ fn assert_answers_are_the_runtimes(
             );
         }
     }
+}
+
+/// Stops the node with SIGTERM; it must exit cleanly.
+fn stop_node(node: &mut Spawned) {
+    let node_status = node.terminate(Duration::from_secs(10)).unwrap();
+    assert!(
+        node_status.success(),
+        "node: {node_status}\n{}",
+        node.output()
+    );
 }
 
 /// Runs `tools/cyclone_peer.py` on `domain` with `observations`; returns its JSON result.
@@ -238,12 +243,7 @@ fn cyclone_dds_reads_the_parameters_of_a_node_started_with_ros_args() {
         &["--cmd-topic", "rt/robot/cmd"],
         &node,
     );
-    let node_status = node.terminate(Duration::from_secs(10)).unwrap();
-    assert!(
-        node_status.success(),
-        "node: {node_status}\n{}",
-        node.output()
-    );
+    stop_node(&mut node);
     assert_eq!(result["answered"].as_u64(), Some(sent.len() as u64));
     assert_eq!(result["non_finite_commands"], 0, "{result}");
     assert_answers_are_the_runtimes(&artifact, result["answers"].as_array().unwrap(), NOISE_SEED);
