@@ -616,15 +616,45 @@ mod runtime {
         sorted[((sorted.len() - 1) as f64 * q).round() as usize]
     }
 
-    /// The smallest and largest ratio of `over`'s round p50 to `under`'s in the same round.
-    fn round_ratio_range(over: &Latency, under: &Latency) -> (f64, f64) {
-        over.round_p50
+    /// `over`'s round p50 divided by `under`'s in the same round, summarised over the rounds.
+    struct RoundRatio {
+        /// The median of the rounds' ratios (the mean of the middle two for an even count).
+        median: f64,
+        lowest: f64,
+        highest: f64,
+    }
+
+    impl std::fmt::Display for RoundRatio {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "{:.1}x ({:.1}-{:.1})",
+                self.median, self.lowest, self.highest
+            )
+        }
+    }
+
+    /// The ratios of `over`'s round p50s to `under`'s, round by round: each compares two engines
+    /// timed on the same stretch of the machine. Both have at least one round.
+    fn round_ratio(over: &Latency, under: &Latency) -> RoundRatio {
+        let mut ratios: Vec<f64> = over
+            .round_p50
             .iter()
             .zip(&under.round_p50)
             .map(|(o, u)| o / u)
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                (lo.min(r), hi.max(r))
-            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let middle = ratios.len() / 2;
+        let median = if ratios.len().is_multiple_of(2) {
+            (ratios[middle - 1] + ratios[middle]) / 2.0
+        } else {
+            ratios[middle]
+        };
+        RoundRatio {
+            median,
+            lowest: ratios[0],
+            highest: ratios[ratios.len() - 1],
+        }
     }
 
     /// Multiply-adds of an MLP's layers after `skipped` of the first layer's inputs, times 2.
@@ -786,8 +816,8 @@ mod runtime {
              runtime: sdac-runtime `Policy::act` (AVX2+FMA kernels: {}, AVX-512 for batches: {}); tract: `OnnxPolicy::act` on \
              the exported ONNX graph; candle: `CandlePolicy::act` (tensor ops). Latency in us as \
              p50 / p99 / max over {} calls per student and {} per teacher, timed in {} rounds \
-             that take the engines in turn; ratios of the pooled p50s, and in brackets the \
-             lowest and highest ratio of one round's p50s. \"f16 weights\": every weight is a \
+             that take the engines in turn; ratios: the median over the rounds of one round's \
+             p50 ratio, and in brackets the lowest and highest. \"f16 weights\": every weight is a \
              half-precision value (`sdac distill --weights f16`), which the runtime stores in \
              half the bytes; tract and candle compute with the same values in f32.\n",
             rows.len(),
@@ -807,22 +837,16 @@ mod runtime {
         println!("|---|---|---|---|---|---|---|---|");
         for row in &rows {
             let flops = flop_floor(&row.metadata);
-            let (tract_lo, tract_hi) = round_ratio_range(&row.tract, &row.runtime);
-            let (candle_lo, candle_hi) = round_ratio_range(&row.candle, &row.runtime);
             println!(
-                "| {} | {:.3} M | {} | {} | {} | {:.1} | {:.1}x ({:.1}-{:.1}) | {:.1}x ({:.1}-{:.1}) |",
+                "| {} | {:.3} M | {} | {} | {} | {:.1} | {} | {} |",
                 row.name,
                 flops / 1e6,
                 row.runtime,
                 row.tract,
                 row.candle,
                 flops / (row.runtime.p50 * 1e3),
-                row.tract.p50 / row.runtime.p50,
-                tract_lo,
-                tract_hi,
-                row.candle.p50 / row.runtime.p50,
-                candle_lo,
-                candle_hi,
+                round_ratio(&row.tract, &row.runtime),
+                round_ratio(&row.candle, &row.runtime),
             );
         }
         for line in missing {

@@ -303,7 +303,7 @@ fn bench_runtime_times_every_engine_in_rounds_and_refuses_bad_counts() {
             .lines()
             .find(|line| line.starts_with(name))
             .unwrap_or_else(|| panic!("no row {name} in {stdout}"));
-        // Two ratio cells, each `R.Rx (LO-HI)` with LO <= R <= HI up to the rounding.
+        // Two ratio cells, each `R.Rx (LO-HI)`: the median of the rounds' ratios lies in their range.
         let ratios: Vec<&str> = row.split('|').filter(|cell| cell.contains("x (")).collect();
         assert_eq!(ratios.len(), 2, "{row}");
         for cell in ratios {
