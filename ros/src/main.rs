@@ -14,7 +14,7 @@ use sdac_ros::clock;
 use sdac_ros::control::{ControlConfig, Controller, LoopConfig, SafeAction};
 use sdac_ros::node::{DdsEndpoints, NodeConfig, ObservationInput};
 use sdac_ros::policy::RuntimePolicy;
-use sdac_ros::ros_args::{self, ParamOverride, ParamSource, ParamValue, RosArgs};
+use sdac_ros::ros_args::{self, ParamValue, RosArgs};
 use sdac_ros::{bench, dds, timer};
 
 const AFTER_HELP: &str = "\
@@ -155,7 +155,20 @@ struct NodeArgs {
     idle_poll: bool,
 }
 
-fn run_node(mut args: NodeArgs, matches: &ArgMatches, ros: &RosArgs) -> anyhow::Result<()> {
+/// The node's options with the ROS 2 arguments applied, and its namespace.
+struct Invocation {
+    args: NodeArgs,
+    namespace: String,
+    use_sim_time: bool,
+}
+
+/// `args` with the ROS 2 arguments applied: remaps rename the node and its topics, parameters
+/// set options (an option given both ways is refused).
+fn apply_ros_args(
+    mut args: NodeArgs,
+    matches: &ArgMatches,
+    ros: &RosArgs,
+) -> anyhow::Result<Invocation> {
     let given_on_command_line =
         |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let original_name = args.node_name.clone();
@@ -169,23 +182,14 @@ fn run_node(mut args: NodeArgs, matches: &ArgMatches, ros: &RosArgs) -> anyhow::
         args.node_name = renamed.to_owned();
     }
     let namespace = ros.namespace(&original_name);
-    let mut use_sim_time = false;
-    for parameter in ros.parameters(&namespace, &args.node_name) {
-        if PARAMETERS.contains(&parameter.name.as_str()) && given_on_command_line(&parameter.name) {
-            bail!(
-                "{} is given twice: as --{} and as the ROS 2 parameter ({})",
-                parameter.name,
-                parameter.name.replace('_', "-"),
-                parameter.source
-            );
-        }
-        apply_parameter(&mut args, &parameter, &mut use_sim_time).with_context(|| {
-            format!(
-                "ROS 2 parameter {} = {} ({})",
-                parameter.name, parameter.value, parameter.source
-            )
-        })?;
-    }
+    let applied = ros_args::apply_parameters(
+        "sdac-node",
+        &PARAMETERS,
+        &ros.parameters(&namespace, &args.node_name),
+        given_on_command_line,
+        |name, value| set_option(&mut args, name, value),
+    )?;
+    report_unused_parameters(&applied);
     for topic in [
         &mut args.obs_topic,
         &mut args.cmd_topic,
@@ -193,6 +197,19 @@ fn run_node(mut args: NodeArgs, matches: &ArgMatches, ros: &RosArgs) -> anyhow::
     ] {
         *topic = ros.resolve_topic(topic, &namespace, &args.node_name);
     }
+    Ok(Invocation {
+        args,
+        namespace,
+        use_sim_time: applied.use_sim_time,
+    })
+}
+
+fn run_node(invocation: Invocation) -> anyhow::Result<()> {
+    let Invocation {
+        args,
+        namespace,
+        use_sim_time,
+    } = invocation;
     let parameters = parameter_values(&args, use_sim_time);
     let policy_path = args
         .policy
@@ -288,101 +305,56 @@ fn error_chain(error: &anyhow::Error) -> String {
     text
 }
 
-/// Sets the option of `args` that `parameter` names. A name that is not a parameter of the node
-/// is refused, unless it came from a wildcard section of a parameters file (shared by all nodes).
-fn apply_parameter(
-    args: &mut NodeArgs,
-    parameter: &ParamOverride,
-    use_sim_time: &mut bool,
-) -> anyhow::Result<()> {
-    let value = &parameter.value;
-    let wrong_type =
-        |expected: &str| anyhow::anyhow!("expected {expected}, got a {}", value.type_name());
-    let string = || match value {
-        ParamValue::String(s) => Ok(s.clone()),
-        _ => Err(wrong_type("a string")),
-    };
-    let number = || match value {
-        ParamValue::Double(d) => Ok(*d),
-        ParamValue::Integer(i) => Ok(*i as f64),
-        _ => Err(wrong_type("a number")),
-    };
-    let boolean = || match value {
-        ParamValue::Bool(b) => Ok(*b),
-        _ => Err(wrong_type("a bool")),
-    };
-    let cpu = || match value {
-        ParamValue::Integer(-1) => Ok(None),
-        ParamValue::Integer(i) => usize::try_from(*i)
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("expected a CPU number or -1 (any CPU)")),
-        _ => Err(wrong_type("an integer")),
-    };
-    match parameter.name.as_str() {
-        "policy" => args.policy = Some(PathBuf::from(string()?)),
-        "rate" => args.rate = number()?,
-        "obs_topic" => args.obs_topic = string()?,
-        "cmd_topic" => args.cmd_topic = string()?,
-        "diag_topic" => args.diag_topic = string()?,
-        "obs_timeout_ms" => args.obs_timeout_ms = number()?,
+/// Sets the option `name` of `args` from a ROS 2 parameter; `Ok(false)`: the node has no such
+/// option.
+fn set_option(args: &mut NodeArgs, name: &str, value: &ParamValue) -> anyhow::Result<bool> {
+    match name {
+        "policy" => args.policy = Some(PathBuf::from(value.to_text()?)),
+        "rate" => args.rate = value.to_f64()?,
+        "obs_topic" => args.obs_topic = value.to_text()?,
+        "cmd_topic" => args.cmd_topic = value.to_text()?,
+        "diag_topic" => args.diag_topic = value.to_text()?,
+        "obs_timeout_ms" => args.obs_timeout_ms = value.to_f64()?,
         "safe_action" => {
-            args.safe_action = SafeActionArg::from_str(&string()?, false)
+            args.safe_action = SafeActionArg::from_str(&value.to_text()?, false)
                 .map_err(|_| anyhow::anyhow!("expected \"zero\" or \"hold\""))?;
         }
-        "seed" => {
-            args.seed = match value {
-                ParamValue::Integer(i) => u64::try_from(*i)
-                    .map_err(|_| anyhow::anyhow!("expected a non-negative integer"))?,
-                _ => return Err(wrong_type("an integer")),
-            };
-        }
-        "joint_state" => args.joint_state = boolean()?,
-        "record" => {
-            let path = string()?;
-            args.record = (!path.is_empty()).then(|| PathBuf::from(path));
-        }
-        "cpu" => args.cpu = cpu()?,
-        "dds_cpu" => args.dds_cpu = cpu()?,
-        "spin_us" => args.spin_us = number()?,
-        "idle_poll" => args.idle_poll = boolean()?,
-        "use_sim_time" => {
-            *use_sim_time = boolean()?;
-            if *use_sim_time {
-                eprintln!(
-                    "sdac-node: use_sim_time has no effect: the control loop runs on CLOCK_MONOTONIC"
-                );
-            }
-        }
-        other => {
-            let known = PARAMETERS.join(", ");
-            if !matches!(parameter.source, ParamSource::File { exact: false, .. }) {
-                bail!(
-                    "{other} is not a parameter of sdac-node (its parameters: {known}, use_sim_time)"
-                );
-            }
-            // Shared by every node, and where launch_ros writes a node's parameters when it does
-            // not know its full name: ignored, but said, in case of a typo.
-            eprintln!(
-                "sdac-node: ignoring {other} from a wildcard section of {}: not a parameter of \
-                 sdac-node (its parameters: {known}, use_sim_time)",
-                parameter.source
-            );
-        }
+        "seed" => args.seed = value.to_u64()?,
+        "joint_state" => args.joint_state = value.to_bool()?,
+        "record" => args.record = value.to_optional_path()?,
+        "cpu" => args.cpu = value.to_cpu()?,
+        "dds_cpu" => args.dds_cpu = value.to_cpu()?,
+        "spin_us" => args.spin_us = value.to_f64()?,
+        "idle_poll" => args.idle_poll = value.to_bool()?,
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Says on stderr which parameters change nothing: `use_sim_time`, and those from wildcard
+/// sections that the node does not have.
+fn report_unused_parameters(applied: &ros_args::AppliedParameters) {
+    if applied.use_sim_time {
+        eprintln!(
+            "sdac-node: use_sim_time has no effect: the control loop runs on CLOCK_MONOTONIC"
+        );
+    }
+    for parameter in &applied.ignored {
+        eprintln!(
+            "sdac-node: ignoring {} from a wildcard section of {}: not a parameter of sdac-node \
+             (its parameters: {}, use_sim_time)",
+            parameter.name,
+            parameter.source,
+            PARAMETERS.join(", ")
+        );
+    }
 }
 
 /// The values the node runs with, as ROS 2 parameters (a CPU of -1 is "any", an empty record
 /// path "none").
 fn parameter_values(args: &NodeArgs, use_sim_time: bool) -> Vec<(String, ParamValue)> {
-    let cpu = |cpu: Option<usize>| {
-        ParamValue::Integer(cpu.map_or(-1, |cpu| i64::try_from(cpu).unwrap_or(i64::MAX)))
-    };
-    let path = |path: Option<&PathBuf>| {
-        ParamValue::String(path.map_or(String::new(), |p| p.display().to_string()))
-    };
     let values = [
-        ("policy", path(args.policy.as_ref())),
+        ("policy", ParamValue::optional_path(args.policy.as_deref())),
         ("rate", ParamValue::Double(args.rate)),
         ("obs_topic", ParamValue::String(args.obs_topic.clone())),
         ("cmd_topic", ParamValue::String(args.cmd_topic.clone())),
@@ -406,9 +378,9 @@ fn parameter_values(args: &NodeArgs, use_sim_time: bool) -> Vec<(String, ParamVa
             ),
         ),
         ("joint_state", ParamValue::Bool(args.joint_state)),
-        ("record", path(args.record.as_ref())),
-        ("cpu", cpu(args.cpu)),
-        ("dds_cpu", cpu(args.dds_cpu)),
+        ("record", ParamValue::optional_path(args.record.as_deref())),
+        ("cpu", ParamValue::optional_cpu(args.cpu)),
+        ("dds_cpu", ParamValue::optional_cpu(args.dds_cpu)),
         ("spin_us", ParamValue::Double(args.spin_us)),
         ("idle_poll", ParamValue::Bool(args.idle_poll)),
         ("use_sim_time", ParamValue::Bool(use_sim_time)),
@@ -435,7 +407,7 @@ fn run(argv: Vec<OsString>) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Timer(args)) => timer::run(args),
-        None => run_node(cli.node, &matches, &ros),
+        None => run_node(apply_ros_args(cli.node, &matches, &ros)?),
     }
 }
 
@@ -453,15 +425,25 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn node_args(argv: &[&str]) -> NodeArgs {
-        Cli::try_parse_from(argv).unwrap().node
+    fn invocation(argv: &[&str]) -> anyhow::Result<Invocation> {
+        let (own, ros) = ros_args::split(argv.iter().map(OsString::from))?;
+        let matches = Cli::command().try_get_matches_from(own)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        apply_ros_args(cli.node, &matches, &ros)
     }
 
-    /// Every parameter the node offers can be given back to it and changes nothing: the list
-    /// of names, the offered values and the parser agree.
+    fn error(argv: &[&str]) -> String {
+        match invocation(argv) {
+            Ok(_) => panic!("{argv:?} was accepted"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    /// Every parameter the node offers can be given back to it as `-p name:=value` and changes
+    /// nothing: the list of names, the offered values and the parser agree.
     #[test]
     fn offered_parameters_round_trip_through_the_parser() {
-        let args = node_args(&[
+        let given = invocation(&[
             "sdac-node",
             "--policy",
             "p.safetensors",
@@ -475,61 +457,60 @@ mod tests {
             "run.mcap",
             "--seed",
             "7",
-        ]);
-        let offered = parameter_values(&args, false);
+        ])
+        .unwrap();
+        let offered = parameter_values(&given.args, false);
         let names: Vec<&str> = offered.iter().map(|(name, _)| name.as_str()).collect();
         let mut expected: Vec<&str> = PARAMETERS.to_vec();
         expected.push("use_sim_time");
         assert_eq!(names, expected);
 
-        let mut fresh = node_args(&["sdac-node"]);
-        let mut use_sim_time = true;
+        let mut argv = vec!["sdac-node".to_owned(), "--ros-args".to_owned()];
         for (name, value) in &offered {
-            let parameter = ParamOverride {
-                name: name.clone(),
-                value: value.clone(),
-                source: ParamSource::CommandLine,
-            };
-            apply_parameter(&mut fresh, &parameter, &mut use_sim_time).unwrap();
+            argv.extend(["-p".to_owned(), format!("{name}:={value}")]);
         }
-        assert_eq!(parameter_values(&fresh, use_sim_time), offered);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let fresh = invocation(&argv).unwrap();
+        assert_eq!(parameter_values(&fresh.args, fresh.use_sim_time), offered);
     }
 
     #[test]
     fn parameters_of_the_wrong_type_or_unknown_are_refused() {
-        let mut args = node_args(&["sdac-node"]);
-        let mut use_sim_time = false;
-        let mut apply = |name: &str, value: ParamValue, source: ParamSource| {
-            let parameter = ParamOverride {
-                name: name.to_owned(),
-                value,
-                source,
-            };
-            apply_parameter(&mut args, &parameter, &mut use_sim_time).map_err(|e| e.to_string())
-        };
-        let from_file = |exact| ParamSource::File {
-            path: "p.yaml".into(),
-            exact,
-        };
-        assert_eq!(
-            apply("rate", ParamValue::Bool(true), ParamSource::CommandLine),
-            Err("expected a number, got a bool".to_owned())
+        assert!(
+            error(&["n", "--ros-args", "-p", "rate:=true"])
+                .ends_with("rate = true (--ros-args -p): expected a number, got a bool")
+        );
+        assert!(error(&["n", "--ros-args", "-p", "safe_action:=brake"]).contains("\"zero\""));
+        assert!(error(&["n", "--ros-args", "-p", "seed:=-1"]).contains("non-negative"));
+        assert!(error(&["n", "--ros-args", "-p", "dds_cpu:=-5"]).contains("-1 (any CPU)"));
+        assert!(
+            error(&["n", "--rate", "5", "--ros-args", "-p", "rate:=6"])
+                .contains("rate is given twice")
         );
         assert!(
-            apply(
-                "safe_action",
-                ParamValue::String("brake".into()),
-                ParamSource::CommandLine
-            )
-            .is_err()
+            error(&["n", "--ros-args", "-p", "ratee:=1.0"])
+                .contains("ratee is not a parameter of sdac-node")
         );
-        assert!(apply("seed", ParamValue::Integer(-1), ParamSource::CommandLine).is_err());
-        assert!(apply("dds_cpu", ParamValue::Integer(-5), ParamSource::CommandLine).is_err());
-        assert!(apply("ratee", ParamValue::Double(1.0), ParamSource::CommandLine).is_err());
-        assert!(apply("ratee", ParamValue::Double(1.0), from_file(true)).is_err());
-        // A wildcard section is shared by every node of a launch: other nodes' names pass.
-        assert!(apply("ratee", ParamValue::Double(1.0), from_file(false)).is_ok());
-        assert!(apply("rate", ParamValue::Integer(500), from_file(false)).is_ok());
-        assert_eq!(args.rate, 500.0);
+    }
+
+    /// A wildcard section is shared by every node of a launch: other nodes' names pass there,
+    /// and only there.
+    #[test]
+    fn parameters_files_name_their_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        let params_file = file.to_str().unwrap();
+        std::fs::write(
+            &file,
+            "/**:\n  ros__parameters:\n    ratee: 1.0\n    rate: 500\n",
+        )
+        .unwrap();
+        let given = invocation(&["n", "--ros-args", "--params-file", params_file]).unwrap();
+        assert_eq!(given.args.rate, 500.0);
+        std::fs::write(&file, "/sdac_node:\n  ros__parameters:\n    ratee: 1.0\n").unwrap();
+        assert!(
+            error(&["n", "--ros-args", "--params-file", params_file])
+                .contains("ratee is not a parameter of sdac-node")
+        );
     }
 }

@@ -29,8 +29,8 @@ pub enum RosArgsError {
     #[error("--ros-args {flag} {text:?}: expected [<node>:]<name>:=<value>")]
     NotAnAssignment { flag: &'static str, text: String },
     #[error(
-        "--ros-args: {0:?} is not supported by sdac-node (supported: -r/--remap, -p/--param, \
-         --params-file and the logging flags)"
+        "--ros-args: {0:?} is not supported (supported: -r/--remap, -p/--param, --params-file \
+         and the logging flags)"
     )]
     Unsupported(String),
     #[error("--ros-args -p {name}: {text:?} is not a YAML value: {reason}")]
@@ -90,6 +90,86 @@ impl ParamValue {
     }
 }
 
+/// A parameter value of a type (or range) the option it sets cannot take.
+#[derive(Debug, thiserror::Error)]
+#[error("expected {expected}, got {got}")]
+pub struct ParamTypeError {
+    expected: &'static str,
+    got: String,
+}
+
+impl ParamValue {
+    fn wrong(&self, expected: &'static str) -> ParamTypeError {
+        ParamTypeError {
+            expected,
+            got: format!("a {}", self.type_name()),
+        }
+    }
+
+    /// A string.
+    pub fn to_text(&self) -> Result<String, ParamTypeError> {
+        match self {
+            ParamValue::String(s) => Ok(s.clone()),
+            _ => Err(self.wrong("a string")),
+        }
+    }
+
+    /// A number: a double, or an integer read as one.
+    pub fn to_f64(&self) -> Result<f64, ParamTypeError> {
+        match self {
+            ParamValue::Double(d) => Ok(*d),
+            ParamValue::Integer(i) => Ok(*i as f64),
+            _ => Err(self.wrong("a number")),
+        }
+    }
+
+    pub fn to_bool(&self) -> Result<bool, ParamTypeError> {
+        match self {
+            ParamValue::Bool(b) => Ok(*b),
+            _ => Err(self.wrong("a bool")),
+        }
+    }
+
+    /// A non-negative integer.
+    pub fn to_u64(&self) -> Result<u64, ParamTypeError> {
+        match self {
+            ParamValue::Integer(i) => u64::try_from(*i).map_err(|_| ParamTypeError {
+                expected: "a non-negative integer",
+                got: i.to_string(),
+            }),
+            _ => Err(self.wrong("an integer")),
+        }
+    }
+
+    /// A CPU number, or -1 for any CPU (`None`).
+    pub fn to_cpu(&self) -> Result<Option<usize>, ParamTypeError> {
+        match self {
+            ParamValue::Integer(-1) => Ok(None),
+            ParamValue::Integer(i) => usize::try_from(*i).map(Some).map_err(|_| ParamTypeError {
+                expected: "a CPU number or -1 (any CPU)",
+                got: i.to_string(),
+            }),
+            _ => Err(self.wrong("an integer")),
+        }
+    }
+
+    /// A path, where the empty string means none.
+    pub fn to_optional_path(&self) -> Result<Option<PathBuf>, ParamTypeError> {
+        let text = self.to_text()?;
+        Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+    }
+
+    /// An optional path as a parameter value (none: the empty string).
+    pub fn optional_path(path: Option<&Path>) -> Self {
+        ParamValue::String(path.map_or(String::new(), |p| p.display().to_string()))
+    }
+
+    /// An optional CPU as a parameter value (any: -1).
+    pub fn optional_cpu(cpu: Option<usize>) -> Self {
+        ParamValue::Integer(cpu.map_or(-1, |cpu| i64::try_from(cpu).unwrap_or(i64::MAX)))
+    }
+}
+
 impl fmt::Display for ParamValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -126,6 +206,14 @@ pub struct ParamOverride {
     pub name: String,
     pub value: ParamValue,
     pub source: ParamSource,
+}
+
+impl ParamOverride {
+    /// From a wildcard section of a parameters file (`/**`, `*`): meant for every node of a
+    /// launch, so a program that does not have this parameter ignores it (and says so).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.source, ParamSource::File { exact: false, .. })
+    }
 }
 
 /// A `-r` rule; `node` limits it to the node of that name.
@@ -480,6 +568,95 @@ impl RosArgs {
         }
         winners
     }
+}
+
+/// Why a program cannot take the ROS 2 parameters it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    #[error("{name} is given twice: as --{flag} and as the ROS 2 parameter ({origin})")]
+    GivenTwice {
+        name: String,
+        flag: String,
+        origin: ParamSource,
+    },
+    #[error("ROS 2 parameter {name} = {value} ({origin}): {reason}")]
+    Invalid {
+        name: String,
+        value: ParamValue,
+        origin: ParamSource,
+        reason: String,
+    },
+    #[error("{name} is not a parameter of {program} (its parameters: {known})")]
+    Unknown {
+        name: String,
+        program: String,
+        known: String,
+    },
+}
+
+/// What [`apply_parameters`] did besides setting options.
+#[derive(Debug, Default)]
+pub struct AppliedParameters {
+    /// The value of `use_sim_time` (which no option has).
+    pub use_sim_time: bool,
+    /// Parameters from wildcard sections of parameters files that the program does not have:
+    /// meant for other nodes of a launch (or a typo), to be reported and otherwise ignored.
+    pub ignored: Vec<ParamOverride>,
+}
+
+/// Sets a program's options from its ROS 2 parameters, each parameter named as the option it
+/// sets (`obs_topic` is `--obs-topic`). `given_as_option(name)` says whether that option was on
+/// the command line (then the parameter is refused: the value would be ambiguous).
+/// `set_option(name, value)` sets the option and returns `Ok(true)`, or `Ok(false)` where the
+/// program has no such option. `use_sim_time` is taken here. A name the program does not have is
+/// refused, unless it comes from a wildcard section of a parameters file (see
+/// [`ParamOverride::is_shared`]).
+pub fn apply_parameters<E: fmt::Display>(
+    program: &str,
+    options: &[&str],
+    parameters: &[ParamOverride],
+    given_as_option: impl Fn(&str) -> bool,
+    mut set_option: impl FnMut(&str, &ParamValue) -> Result<bool, E>,
+) -> Result<AppliedParameters, ParamError> {
+    let mut applied = AppliedParameters::default();
+    for parameter in parameters {
+        let name = parameter.name.as_str();
+        let invalid = |reason: String| ParamError::Invalid {
+            name: name.to_owned(),
+            value: parameter.value.clone(),
+            origin: parameter.source.clone(),
+            reason,
+        };
+        let known = if name == "use_sim_time" {
+            applied.use_sim_time = parameter
+                .value
+                .to_bool()
+                .map_err(|e| invalid(e.to_string()))?;
+            true
+        } else if options.contains(&name) {
+            if given_as_option(name) {
+                return Err(ParamError::GivenTwice {
+                    name: name.to_owned(),
+                    flag: name.replace('_', "-"),
+                    origin: parameter.source.clone(),
+                });
+            }
+            set_option(name, &parameter.value).map_err(|e| invalid(format!("{e:#}")))?
+        } else {
+            false
+        };
+        if !known {
+            if !parameter.is_shared() {
+                return Err(ParamError::Unknown {
+                    name: name.to_owned(),
+                    program: program.to_owned(),
+                    known: format!("{}, use_sim_time", options.join(", ")),
+                });
+            }
+            applied.ignored.push(parameter.clone());
+        }
+    }
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use sdac_ros::dds::{self, DdsError};
 use sdac_ros::record::{Channel, RecordError, Recorder};
+use sdac_ros::ros_args::ParamValue;
 use sdac_ros::{DiagnosticArray, Float64MultiArray, parse_stamp, qos, stamp_label};
 
 use crate::bridge::{Command, Transport, wall_clock_ns};
@@ -40,10 +41,15 @@ pub enum DdsTransportError {
 }
 
 /// Topics and domain of a [`DdsTransport`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DdsTopics {
     pub domain_id: u16,
+    /// The node's namespace, absolute (`/` for none).
+    pub namespace: String,
     pub node_name: String,
+    /// The bridge's settings, offered read-only on the ROS 2 parameter services (none: no
+    /// parameter services).
+    pub parameters: Option<Vec<(String, ParamValue)>>,
     pub obs_topic: String,
     pub cmd_topic: String,
     /// Where to record observations and commands as MCAP, if anywhere.
@@ -92,7 +98,12 @@ impl DdsTransport {
             None => None,
         };
         let context = dds::context(topics.domain_id)?;
-        let mut node = dds::node(&context, "/", &topics.node_name, None)?;
+        let mut node = dds::node(
+            &context,
+            &topics.namespace,
+            &topics.node_name,
+            topics.parameters.as_deref(),
+        )?;
         let observations =
             dds::publisher::<Float64MultiArray>(&mut node, &topics.obs_topic, qos::SENSOR_DATA)?;
         let subscription =

@@ -5,7 +5,9 @@
 //!
 //! The bridge steps in lockstep, so every observation is answered by exactly one policy call and
 //! the node draws its sampler noise in the same order as an in-process evaluation of the same
-//! artifact with the same reset seeds and noise seed; the returns must agree within 5%.
+//! artifact with the same reset seeds and noise seed; the returns must agree within 5%. The
+//! bridge takes its run settings as `ros2 launch` passes them (`--ros-args`: a new name and
+//! namespace, a topic remap, a parameters file).
 
 use std::path::Path;
 use std::process::Command;
@@ -64,17 +66,31 @@ fn node_drives_the_bridge_with_in_process_returns() {
     let report_path = dir.path().join("bridge.json");
     let recording = dir.path().join("bridge.mcap");
 
-    let node_cmd = node_command(&artifact, domain, NODE_RATE_HZ, NOISE_SEED).unwrap();
+    // Observations on a topic of the test's own: the node by its option, the bridge by a remap.
+    let mut node_cmd = node_command(&artifact, domain, NODE_RATE_HZ, NOISE_SEED).unwrap();
+    node_cmd.args(["--obs-topic", "/sil/observation"]);
     let mut node = Spawned::start("sdac-node", node_cmd, &dir.path().join("node.log")).unwrap();
 
+    // The bridge's run settings as `ros2 launch` passes them: a parameters file with a section
+    // for every node (`/**`, holding a name the bridge does not have) and one for the bridge
+    // under the name it is given; a report of the wrong count or seeds fails the check below.
+    let params_file = dir.path().join("sil.yaml");
+    std::fs::write(
+        &params_file,
+        format!(
+            "/**:\n  ros__parameters:\n    policy: not_the_bridges\n\
+             /sil/bridge:\n  ros__parameters:\n    lockstep: true\n    episodes: {EPISODES}\n    \
+             seed: {ENV_SEED}\n    diag_topic: /diagnostics\n"
+        ),
+    )
+    .unwrap();
     let mut bridge_cmd = bridge_command(ENV, domain, &report_path).unwrap();
+    bridge_cmd.arg("--record").arg(&recording).arg("--ros-args");
     bridge_cmd
-        .arg("--lockstep")
-        .args(["--episodes", &EPISODES.to_string()])
-        .args(["--seed", &ENV_SEED.to_string()])
-        .arg("--record")
-        .arg(&recording)
-        .args(["--diag-topic", "/diagnostics"]);
+        .args(["-r", "__node:=bridge", "-r", "__ns:=/sil"])
+        .args(["-r", "/sdac/observation:=/sil/observation"])
+        .arg("--params-file")
+        .arg(&params_file);
     let mut bridge = Spawned::start(
         "sdac-sim-bridge",
         bridge_cmd,
@@ -149,7 +165,7 @@ fn node_drives_the_bridge_with_in_process_returns() {
         counts,
         vec![
             ("/sdac/command".to_owned(), commands),
-            ("/sdac/observation".to_owned(), published)
+            ("/sil/observation".to_owned(), published)
         ]
     );
 }
