@@ -12,6 +12,9 @@
 //! (`--log-level`, `--log-config-file`, `--{enable,disable}-{rosout,stdout,external-lib}-logs`)
 //! are accepted and change nothing (the node logs to stderr only). Anything else, security
 //! enclaves included, is refused with [`RosArgsError::Unsupported`].
+//!
+//! [`apply_parameters`] sets a program's options from its parameters (both `sdac-node` and
+//! `sdac-sim-bridge` name each parameter after the option it sets).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -60,6 +63,14 @@ pub enum ParamValue {
     Other(&'static str),
 }
 
+/// A parameter value of a type (or range) the option it sets cannot take.
+#[derive(Debug, thiserror::Error)]
+#[error("expected {expected}, got {got}")]
+pub struct ParamTypeError {
+    expected: &'static str,
+    got: String,
+}
+
 impl ParamValue {
     /// The ROS 2 type's name, for error messages.
     pub fn type_name(&self) -> &'static str {
@@ -88,21 +99,16 @@ impl ParamValue {
             Yaml::Hash(_) | Yaml::Alias(_) | Yaml::BadValue => return None,
         })
     }
-}
-
-/// A parameter value of a type (or range) the option it sets cannot take.
-#[derive(Debug, thiserror::Error)]
-#[error("expected {expected}, got {got}")]
-pub struct ParamTypeError {
-    expected: &'static str,
-    got: String,
-}
-
-impl ParamValue {
     fn wrong(&self, expected: &'static str) -> ParamTypeError {
+        let type_name = self.type_name();
+        let article = if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         ParamTypeError {
             expected,
-            got: format!("a {}", self.type_name()),
+            got: format!("{article} {type_name}"),
         }
     }
 
@@ -824,5 +830,68 @@ mod tests {
         assert!(node_pattern_matches("/sdac_node", "/sdac_node"));
         assert!(!node_pattern_matches("/sdac_node", "/robot/sdac_node"));
         assert!(!node_pattern_matches("/robot/*", "/robot/a/b"));
+    }
+
+    /// Options are set in order; `use_sim_time` is taken here; a name the program lacks is
+    /// ignored from a wildcard section only; an option also on the command line is refused.
+    #[test]
+    fn parameters_set_options_or_are_refused() {
+        let wildcard = ParamSource::File {
+            path: "p.yaml".into(),
+            exact: false,
+        };
+        let parameter = |name: &str, value: ParamValue, source: &ParamSource| ParamOverride {
+            name: name.to_owned(),
+            value,
+            source: source.clone(),
+        };
+        let mut rate = 0.0;
+        let applied = apply_parameters(
+            "prog",
+            &["rate"],
+            &[
+                parameter("rate", ParamValue::Integer(5), &ParamSource::CommandLine),
+                parameter("use_sim_time", ParamValue::Bool(true), &wildcard),
+                parameter("gain", ParamValue::Double(0.5), &wildcard),
+            ],
+            |_| false,
+            |name, value| -> Result<bool, ParamTypeError> {
+                rate = value.to_f64()?;
+                Ok(name == "rate")
+            },
+        )
+        .unwrap();
+        assert_eq!(rate, 5.0);
+        assert!(applied.use_sim_time);
+        assert_eq!(applied.ignored.len(), 1);
+        assert_eq!(applied.ignored[0].name, "gain");
+
+        let refuse = |parameters: &[ParamOverride], given: bool| {
+            apply_parameters(
+                "prog",
+                &["rate"],
+                parameters,
+                |_| given,
+                |_, value| value.to_f64().map(|_| true),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let gain = parameter("gain", ParamValue::Double(0.5), &ParamSource::CommandLine);
+        assert_eq!(
+            refuse(&[gain], false),
+            "gain is not a parameter of prog (its parameters: rate, use_sim_time)"
+        );
+        let rate = parameter("rate", ParamValue::Bool(true), &ParamSource::CommandLine);
+        assert_eq!(
+            refuse(std::slice::from_ref(&rate), false),
+            "ROS 2 parameter rate = true (--ros-args -p): expected a number, got a bool"
+        );
+        assert_eq!(
+            refuse(&[rate], true),
+            "rate is given twice: as --rate and as the ROS 2 parameter (--ros-args -p)"
+        );
+        let sim_time = parameter("use_sim_time", ParamValue::Integer(1), &wildcard);
+        assert!(refuse(&[sim_time], false).contains("expected a bool, got an integer"));
     }
 }
