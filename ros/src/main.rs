@@ -339,14 +339,8 @@ fn report_unused_parameters(applied: &ros_args::AppliedParameters) {
             "sdac-node: use_sim_time has no effect: the control loop runs on CLOCK_MONOTONIC"
         );
     }
-    for parameter in &applied.ignored {
-        eprintln!(
-            "sdac-node: ignoring {} from a wildcard section of {}: not a parameter of sdac-node \
-             (its parameters: {}, use_sim_time)",
-            parameter.name,
-            parameter.source,
-            PARAMETERS.join(", ")
-        );
+    for line in applied.ignored_lines("sdac-node", &PARAMETERS) {
+        eprintln!("sdac-node: {line}");
     }
 }
 

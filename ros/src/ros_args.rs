@@ -610,6 +610,29 @@ pub struct AppliedParameters {
     pub ignored: Vec<ParamOverride>,
 }
 
+impl AppliedParameters {
+    /// One line per ignored parameter, to print on stderr.
+    pub fn ignored_lines(&self, program: &str, options: &[&str]) -> Vec<String> {
+        self.ignored
+            .iter()
+            .map(|parameter| {
+                format!(
+                    "ignoring {} from a wildcard section of {}: not a parameter of {program} \
+                     (its parameters: {})",
+                    parameter.name,
+                    parameter.source,
+                    parameter_list(options)
+                )
+            })
+            .collect()
+    }
+}
+
+/// A program's parameters for messages: its options' names, then `use_sim_time`.
+fn parameter_list(options: &[&str]) -> String {
+    format!("{}, use_sim_time", options.join(", "))
+}
+
 /// Sets a program's options from its ROS 2 parameters, each parameter named as the option it
 /// sets (`obs_topic` is `--obs-topic`). `given_as_option(name)` says whether that option was on
 /// the command line (then the parameter is refused: the value would be ambiguous).
@@ -656,7 +679,7 @@ pub fn apply_parameters<E: fmt::Display>(
                 return Err(ParamError::Unknown {
                     name: name.to_owned(),
                     program: program.to_owned(),
-                    known: format!("{}, use_sim_time", options.join(", ")),
+                    known: parameter_list(options),
                 });
             }
             applied.ignored.push(parameter.clone());

@@ -225,14 +225,8 @@ fn report_unused_parameters(applied: &ros_args::AppliedParameters) {
              the controller does (lockstep)"
         );
     }
-    for parameter in &applied.ignored {
-        eprintln!(
-            "sdac-sim-bridge: ignoring {} from a wildcard section of {}: not a parameter of \
-             sdac-sim-bridge (its parameters: {}, use_sim_time)",
-            parameter.name,
-            parameter.source,
-            PARAMETERS.join(", ")
-        );
+    for line in applied.ignored_lines("sdac-sim-bridge", &PARAMETERS) {
+        eprintln!("sdac-sim-bridge: {line}");
     }
 }
 
